@@ -1,0 +1,1 @@
+"""Host tools for clinics and technicians: the `tokentool` CLI and the library behind it."""
