@@ -1,0 +1,177 @@
+"""The virtual token's flash chip: a 2 MiB littlefs image, built and refreshed from the repository.
+
+An ESP32 with 4 MB of flash gives MicroPython a 2 MiB `vfs` partition of 4096-byte erase blocks,
+formatted as littlefs v2. The image built here uses exactly the parameters MicroPython's
+`vfs.VfsLfs2` uses (read/prog size 32, lookahead 32, cache 128, block_cycles 100), so the
+firmware mounts it unchanged and `littlefs-python` (an independent implementation) reads what
+the firmware wrote.
+
+"Factory firmware" is what a technician would deploy: `/main.py`, `/tokenfw/**.py`, the board's
+`/board.json` and its HAL module. On every start the factory files whose content changed are
+rewritten (so developers always run current code); files the token wrote itself (its log,
+config, keys) are never touched. `/.factory` lists what the factory installed, so a module
+deleted from the repository is deleted from the image as well.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from littlefs import LittleFS, LittleFSError, UserContextFile
+
+from host_tools.errors import TokenToolError
+from host_tools.micropython import BOARDS_DIR, FIRMWARE_DIR
+
+BLOCK_SIZE = 4096
+BLOCK_COUNT = 512  # 2 MiB
+IMAGE_BYTES = BLOCK_SIZE * BLOCK_COUNT
+FACTORY_LIST = ".factory"
+
+# What extmod/vfs_lfsx.c configures for VfsLfs2(bdev) with its default arguments.
+LFS_PARAMETERS = dict(
+    block_size=BLOCK_SIZE,
+    block_count=BLOCK_COUNT,
+    read_size=32,
+    prog_size=32,
+    lookahead_size=32,
+    cache_size=128,
+    block_cycles=100,
+)
+
+
+class FlashImageError(TokenToolError):
+    """The flash image cannot be built, read or updated."""
+
+
+def board_config(board: str) -> dict:
+    path = BOARDS_DIR / board / "board.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FlashImageError(f"board {board!r} is unknown: {path} does not exist") from None
+    except ValueError as error:
+        raise FlashImageError(f"{path} is not valid JSON: {error}") from None
+
+
+def factory_files(board: str) -> dict[str, bytes]:
+    """Path on the token -> content, for everything a technician's deploy would install."""
+    files: dict[str, bytes] = {}
+    main = FIRMWARE_DIR / "main.py"
+    if main.exists():
+        files["main.py"] = main.read_bytes()
+    package = FIRMWARE_DIR / "tokenfw"
+    for source in sorted(package.rglob("*.py")):
+        files[source.relative_to(FIRMWARE_DIR).as_posix()] = source.read_bytes()
+    config = board_config(board)
+    files["board.json"] = (BOARDS_DIR / board / "board.json").read_bytes()
+    hal = str(config.get("hal", ""))
+    if hal and not hal.startswith("tokenfw."):  # board-specific HAL lives beside board.json
+        hal_source = BOARDS_DIR / board / (hal + ".py")
+        if not hal_source.exists():
+            raise FlashImageError(f"board {board!r} names HAL {hal!r} but {hal_source} does not exist")
+        files[hal + ".py"] = hal_source.read_bytes()
+    return files
+
+
+def open_image(path: str | os.PathLike, create: bool = False) -> LittleFS:
+    """Mount the image with littlefs-python (formatting it only when `create`)."""
+    path = Path(path)
+    if create and not path.exists():
+        with open(path, "wb") as f:
+            f.truncate(0)
+            chunk = b"\xff" * (64 * 1024)
+            for _ in range(IMAGE_BYTES // len(chunk)):
+                f.write(chunk)
+    if path.stat().st_size != IMAGE_BYTES:
+        raise FlashImageError(f"{path} is {path.stat().st_size} bytes, not a {IMAGE_BYTES}-byte flash image")
+    fs = LittleFS(context=UserContextFile(str(path)), mount=False, **LFS_PARAMETERS)
+    try:
+        fs.mount()
+    except LittleFSError:
+        if not create:
+            raise FlashImageError(f"{path} holds no littlefs filesystem") from None
+        fs.format()
+        fs.mount()
+    return fs
+
+
+def close_image(fs: LittleFS) -> None:
+    fs.unmount()
+    fs.context._fh.close()
+
+
+def _read(fs: LittleFS, name: str) -> bytes | None:
+    try:
+        with fs.open(name, "rb") as f:
+            return f.read()
+    except (LittleFSError, OSError):
+        return None
+
+
+def _write(fs: LittleFS, name: str, content: bytes) -> None:
+    parent = name.rpartition("/")[0]
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    with fs.open(name + ".new", "wb") as f:
+        f.write(content)
+    try:
+        fs.remove(name)
+    except (LittleFSError, OSError):
+        pass
+    fs.rename(name + ".new", name)
+
+
+def prepare(image: str | os.PathLike, board: str, refresh: bool = True) -> dict:
+    """Create the image on first use; update changed factory files when `refresh`.
+
+    Returns `{"created": bool, "updated": [paths], "removed": [paths]}`.
+    """
+    image = Path(image)
+    created = not image.exists()
+    files = factory_files(board) if (created or refresh) else {}
+    try:
+        fs = open_image(image, create=True)
+    except OSError as error:
+        raise FlashImageError(f"cannot open flash image {image}: {error.strerror or error}") from None
+    updated: list[str] = []
+    removed: list[str] = []
+    try:
+        if created or refresh:
+            previous = (_read(fs, FACTORY_LIST) or b"").decode("utf-8", "replace").split()
+            for name, content in files.items():
+                if _read(fs, name) != content:
+                    _write(fs, name, content)
+                    updated.append(name)
+            for name in previous:
+                if name not in files and _read(fs, name) is not None:
+                    fs.remove(name)
+                    removed.append(name)
+            listing = "\n".join(sorted(files)).encode() + b"\n"
+            if _read(fs, FACTORY_LIST) != listing:
+                _write(fs, FACTORY_LIST, listing)
+    finally:
+        close_image(fs)
+    return {"created": created, "updated": updated, "removed": removed}
+
+
+def read_file(image: str | os.PathLike, name: str) -> bytes | None:
+    """One file's content from an image (None when absent): for tests and recovery tools."""
+    fs = open_image(image)
+    try:
+        return _read(fs, name)
+    finally:
+        close_image(fs)
+
+
+def list_files(image: str | os.PathLike) -> list[str]:
+    """Every file path in the image, depth first."""
+    fs = open_image(image)
+    try:
+        found = []
+        for root, _dirs, names in fs.walk("/"):
+            for name in names:
+                found.append((root.rstrip("/") + "/" + name).lstrip("/"))
+        return sorted(found)
+    finally:
+        close_image(fs)
