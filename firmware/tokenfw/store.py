@@ -339,7 +339,9 @@ class Store:
             info = os.statvfs(self.root)
         except (OSError, AttributeError):
             return None
-        return info[3]
+        # littlefs can count more blocks in use than exist when it is completely full (blocks
+        # held by an in-flight copy): the unsigned difference then wraps.
+        return info[3] if info[3] <= info[2] else 0
 
     def _drop_oldest(self, forced=False):
         """Delete the oldest segment (counting its records). The newest is only deleted after a
@@ -508,16 +510,18 @@ class Store:
         self._save_state()
 
     def stats(self):
-        info = None
+        total = free = None
         try:
             info = os.statvfs(self.root)
+            total = info[1] * info[2]
+            free = info[1] * (self._free_blocks() or 0)
         except (OSError, AttributeError):
             pass
         state = self._state
         return {
-            "bytes_total": info[1] * info[2] if info else None,
-            "bytes_free": info[1] * info[3] if info else None,
-            "bytes_used": info[1] * (info[2] - info[3]) if info else None,
+            "bytes_total": total,
+            "bytes_free": free,
+            "bytes_used": total - free if total is not None else None,
             "records": self.records(),
             "segments": len(self._firsts),
             "buffered": self._batched,

@@ -296,3 +296,71 @@ def test_appending_does_not_grow_the_heap():
         assert gc.mem_alloc() - before < 512, gc.mem_alloc() - before
     finally:
         flash.close()
+
+
+def test_a_full_flash_drops_acknowledged_records_first_and_never_stops_logging():
+    # 32 blocks of littlefs (128 KiB) hold far fewer than the 6,000 records written; on CPython
+    # the same policy runs against a cap of 8 segments.
+    flash = Flash(blocks=32)
+    try:
+        cap = None if ON_MICROPYTHON else 8
+        store = Store(flash.path("log"), batch_records=50, segment_records=100, max_segments=cap)
+        for n in range(400):
+            store.append(encounter(n))
+        store.commit()
+        assert store.stats()["dropped_unacked"] == 0
+        store.ack(400)
+        for n in range(400, 6000):
+            store.append(encounter(n))
+            if n % 300 == 0:
+                store.commit()
+        store.commit()
+        stats = store.stats()
+        assert stats["dropped_acked"] == 400  # every acknowledged record went first
+        assert stats["dropped_unacked"] > 0
+        assert stats["records"] + stats["dropped_acked"] + stats["dropped_unacked"] == 6000
+        expected = store.oldest_seq
+        for seq, buf in store.read(1):  # streamed: the heap is small
+            assert seq == expected
+            expected += 1
+        assert expected == 6001 and records.decode(6000, buf) == encounter(5999)  # newest kept
+        assert store.pending() == 6001 - store.oldest_seq
+        flash.power_cycle()
+        store = Store(flash.path("log"), batch_records=50, segment_records=100, max_segments=cap)
+        assert store.stats()["dropped_unacked"] == stats["dropped_unacked"]  # the loss is on record
+        assert store.append(encounter(1)) == 6001
+    finally:
+        flash.close()
+
+
+def test_a_flash_filled_by_other_files_still_takes_new_records():
+    if not ON_MICROPYTHON:
+        return  # needs a filesystem that really runs out
+    flash = Flash(blocks=32)
+    try:
+        store = Store(flash.path("log"), batch_records=20, segment_records=100)
+        for n in range(250):
+            store.append(encounter(n))
+        store.commit()
+        junk = bytes(2048)
+        n = 0
+        try:
+            while True:  # other files take every free block
+                with open(flash.path("junk%d" % n), "wb") as f:
+                    f.write(junk)
+                n += 1
+        except OSError:
+            pass  # ENOSPC: the chip is full
+        assert store.stats()["bytes_free"] < 3 * 4096
+        for n in range(250, 400):
+            store.append(encounter(n))
+        store.commit()  # never raises
+        last = None
+        for last, buf in store.read(1):
+            records.decode(last, buf)
+        assert last == store.committed_seq and store.committed_seq > 250
+        stats = store.stats()
+        assert stats["records"] + stats["dropped_unacked"] + stats["lost_batch"] == 400
+        assert stats["dropped_unacked"] > 0
+    finally:
+        flash.close()
