@@ -1,0 +1,70 @@
+"""Risk scoring that approximates GAEN v2 exposure windows (reference gaen-v1.2.md).
+
+GAEN scores each scan instance: seconds since the previous scan (capped at 300 s, 120 s when
+unknown) times the weight of its attenuation bucket; a window's score is that sum times the
+report-type and infectiousness weights, and windows are summed per UTC day. A token record
+merges the scans that heard one RPI, so a record with `scans` scans over `duration_s` stands for
+`scans` scan instances spaced duration_s / (scans - 1) apart; a single scan counts as the
+unknown gap. Since day sums are what decide, windows are not materialised: the per-day sum of
+per-record scores is the same number.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from .model import DailyExposure, Match, RiskConfig
+
+DAY_S = 86400
+
+
+def exposure_seconds(duration_s: int, scans: int, config: RiskConfig) -> float:
+    """Seconds of exposure a record stands for (sum over its scan instances)."""
+    if scans <= 1:
+        return float(min(config.unknown_scan_gap_s, config.max_scan_gap_s))
+    gap = duration_s / (scans - 1)
+    return scans * min(gap, float(config.max_scan_gap_s))
+
+
+def bucket_weight(attenuation_db: int, config: RiskConfig) -> float:
+    """Weight of the bucket (IMMEDIATE, NEAR, MEDIUM, OTHER) the attenuation falls in."""
+    t0, t1, t2 = config.attenuation_thresholds_db
+    w = config.bucket_weights
+    if attenuation_db <= t0:
+        return w[0]
+    if attenuation_db <= t1:
+        return w[1]
+    if attenuation_db <= t2:
+        return w[2]
+    return w[3]
+
+
+def attenuation(tx_power_dbm: int, rssi: int) -> int:
+    return max(tx_power_dbm - rssi, 0)
+
+
+def weighted_seconds(duration_s: int, scans: int, attenuation_db: int, report_type: int,
+                     config: RiskConfig) -> float:
+    return (exposure_seconds(duration_s, scans, config) * bucket_weight(attenuation_db, config)
+            * config.report_type_weights.get(report_type, 0.0) * config.infectiousness_weight)
+
+
+def score_exposures(matches: Iterable[Match], config: RiskConfig = RiskConfig()
+                    ) -> list[DailyExposure]:
+    """Sum matches per (observer, sender, UTC day); `exposed` when the day's weighted seconds
+    reach config.exposure_threshold_s. Sorted by observer, sender, day."""
+    groups: dict[tuple[str, str, int], list[Match]] = defaultdict(list)
+    for m in matches:
+        groups[(m.observer, m.sender, m.first_seen // DAY_S)].append(m)
+    out = []
+    for (observer, sender, day), ms in sorted(groups.items()):
+        weighted = sum(m.weighted_s for m in ms)
+        out.append(DailyExposure(
+            observer=observer, sender=sender, day=day,
+            first_seen=min(m.first_seen for m in ms),
+            last_seen=max(m.last_seen for m in ms),
+            duration_s=sum(m.duration_s for m in ms),
+            min_attenuation_db=min(m.min_attenuation_db for m in ms),
+            weighted_s=weighted,
+            exposed=weighted + 1e-9 >= config.exposure_threshold_s))
+    return out
