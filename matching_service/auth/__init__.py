@@ -1,0 +1,1 @@
+"""API keys, roles, per-key rate limits and the audit log."""

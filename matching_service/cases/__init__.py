@@ -1,0 +1,1 @@
+"""Positive cases: one-time codes, diagnosis keys, imported phone keys."""

@@ -1,0 +1,1 @@
+"""GAEN export files: read, write, sign and verify."""

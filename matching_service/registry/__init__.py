@@ -1,0 +1,1 @@
+"""Registry of tokens and venue beacons (escrowed seeds encrypted at rest)."""

@@ -1,0 +1,1 @@
+"""Matching runs, exposure status and case reports (calls matching_service.matching)."""

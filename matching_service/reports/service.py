@@ -1,0 +1,324 @@
+"""The thin layer between the database and the matching engine (matching_service.matching).
+
+It loads plain data (sightings with corrected times, diagnosis keys, the escrowed registry with
+decrypted seeds), calls the engine, and stores what comes back as Exposure rows, which the
+status endpoint reads. Triggers:
+- new records from token T   -> rematch_tokens([T]): T's log against every diagnosis key, and
+                                T's log against the venues recent cases visited;
+- new keys from source S     -> rematch_sources([S]): every stored log against S's keys;
+- a new case                 -> the case report (centralized + venues), stored as well.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from matching_service import matching
+from matching_service.cases.models import Case, DiagnosisKey
+from matching_service.cases.service import get_case
+from matching_service.context import ServiceContext
+from matching_service.registry.models import Device
+from matching_service.registry.service import get_device
+from matching_service.reports.models import Exposure
+from matching_service.uploads.models import EncounterRecord, SyncSession
+
+DAY_S = 86400
+INTERVAL_S = 600
+LOOKBACK_DAYS = 16        # keys are at most 15 days old, plus the interval tolerance
+STATUS_DAYS = 14          # an exposure older than this no longer makes a token "exposed"
+
+
+def risk_config(ctx: ServiceContext) -> matching.RiskConfig:
+    risk = ctx.settings.risk
+    return matching.RiskConfig(
+        interval_tolerance=risk.interval_tolerance,
+        attenuation_thresholds_db=tuple(risk.attenuation_thresholds_db),
+        bucket_weights=tuple(risk.bucket_weights),
+        exposure_threshold_s=risk.exposure_threshold_min * 60.0)
+
+
+def load_sightings(session: Session, serials: list[str] | None = None,
+                   since: int | None = None) -> list[matching.Sighting]:
+    query = sa.select(EncounterRecord.serial, EncounterRecord.seq, EncounterRecord.rpi,
+                      EncounterRecord.aem, EncounterRecord.first_seen, EncounterRecord.duration_s,
+                      EncounterRecord.scans, EncounterRecord.rssi_max, EncounterRecord.rssi_mean,
+                      EncounterRecord.flags)
+    if serials is not None:
+        query = query.where(EncounterRecord.serial.in_(serials))
+    if since is not None:
+        query = query.where(EncounterRecord.first_seen >= since)
+    return [matching.Sighting(observer=row[0], seq=row[1], rpi=bytes(row[2]), aem=bytes(row[3]),
+                              first_seen=row[4], duration_s=row[5], scans=row[6], rssi_max=row[7],
+                              rssi_mean=row[8], flags=row[9])
+            for row in session.execute(query)]
+
+
+def load_devices(session: Session, ctx: ServiceContext, role: str | None = None
+                 ) -> list[matching.EscrowedDevice]:
+    query = sa.select(Device).where(Device.identity == "escrowed")
+    if role is not None:
+        query = query.where(Device.role == role)
+    return [matching.EscrowedDevice(
+        serial=d.serial, seed=ctx.box.open("seed", d.serial, d.seed_encrypted), role=d.role,
+        tx_power_dbm=d.tx_power_dbm or 0, venue_name=d.venue_name or "",
+        venue_place=d.venue_place or "") for d in session.scalars(query)]
+
+
+def source_of(key: DiagnosisKey) -> str:
+    return f"case:{key.case_id}" if key.case_id is not None else f"import:{key.import_id}"
+
+
+def load_keys(session: Session, sources: list[str] | None = None, since_interval: int | None = None
+              ) -> list[matching.DiagnosisKey]:
+    query = sa.select(DiagnosisKey)
+    if since_interval is not None:
+        query = query.where(DiagnosisKey.rolling_start_interval + DiagnosisKey.rolling_period
+                            >= since_interval)
+    if sources is not None:
+        case_ids = [int(s[5:]) for s in sources if s.startswith("case:")]
+        import_ids = [int(s[7:]) for s in sources if s.startswith("import:")]
+        query = query.where(sa.or_(DiagnosisKey.case_id.in_(case_ids),
+                                   DiagnosisKey.import_id.in_(import_ids)))
+    return [matching.DiagnosisKey(tek=bytes(k.tek), rolling_start_interval=k.rolling_start_interval,
+                                  rolling_period=k.rolling_period, report_type=k.report_type,
+                                  transmission_risk=k.transmission_risk, source=source_of(k))
+            for k in session.scalars(query)]
+
+
+def _case_id(source: str) -> int | None:
+    return int(source[5:]) if source.startswith("case:") else None
+
+
+def _store(session: Session, rows: list[dict], *, serials=None, sources=None, method: str) -> None:
+    """Replace the Exposure rows of `method` for the given serials and/or sources."""
+    delete = sa.delete(Exposure).where(Exposure.method == method)
+    if serials is not None:
+        delete = delete.where(Exposure.serial.in_(serials))
+    if sources is not None:
+        delete = delete.where(Exposure.source.in_(sources))
+    session.execute(delete)
+    registered = set(session.scalars(sa.select(Device.serial).where(
+        Device.serial.in_({r["serial"] for r in rows})))) if rows else set()
+    rows = [r for r in rows if r["serial"] in registered]
+    if rows:
+        session.execute(sa.insert(Exposure), rows)
+
+
+def _daily_rows(daily, method: str, now: int) -> list[dict]:
+    return [{"serial": d.observer, "day": d.day, "source": d.sender, "method": method,
+             "case_id": _case_id(d.sender), "first_seen": d.first_seen, "last_seen": d.last_seen,
+             "duration_s": d.duration_s, "min_attenuation_db": d.min_attenuation_db,
+             "weighted_s": float(d.weighted_s), "exposed": bool(d.exposed), "computed_at": now}
+            for d in daily]
+
+
+def rematch_tokens(ctx: ServiceContext, serials: list[str]) -> None:
+    """Match these tokens' logs against every diagnosis key and recent cases' venue visits."""
+    now = int(time.time())
+    config = risk_config(ctx)
+    with ctx.sessions() as session:
+        since = now - LOOKBACK_DAYS * DAY_S
+        sightings = load_sightings(session, serials, since)
+        keys = load_keys(session, since_interval=since // INTERVAL_S)
+        result = matching.match_keys(sightings, keys, config, now)
+        _store(session, _daily_rows(matching.score_exposures(result.matches, config), "keys", now),
+               serials=serials, method="keys")
+        _store(session, _venue_rows(session, ctx, sightings, config, now),
+               serials=serials, method="venue")
+        session.commit()
+
+
+def _venue_rows(session: Session, ctx: ServiceContext, sightings, config, now: int) -> list[dict]:
+    """Venue co-visits of `sightings` with recent cases (cheap: venue beacons only)."""
+    cases = session.scalars(sa.select(Case).where(
+        Case.reported_at >= now - STATUS_DAYS * DAY_S)).all()
+    if not cases or not sightings:
+        return []
+    venues = load_devices(session, ctx, role="venue")
+    if not venues:
+        return []
+    index = matching.SightingIndex(sightings)
+    rows = []
+    for case in cases:
+        case_log = load_sightings(session, [case.serial], now - LOOKBACK_DAYS * DAY_S)
+        visited = matching.resolve_escrowed(case_log, venues, config)
+        for visit in matching.venue_visits(visited.matches, venues, index, config):
+            for visitor in visit.visitors:
+                if visitor.serial == case.serial:
+                    continue
+                rows.append({"serial": visitor.serial, "day": visitor.first_seen // DAY_S,
+                             "source": f"case:{case.id}", "method": "venue", "case_id": case.id,
+                             "first_seen": visitor.first_seen, "last_seen": visitor.last_seen,
+                             "duration_s": visitor.overlap_s, "min_attenuation_db": None,
+                             "weighted_s": float(visitor.overlap_s),
+                             "exposed": bool(visitor.exposed), "computed_at": now})
+    return _dedupe(rows)
+
+
+def _dedupe(rows: list[dict]) -> list[dict]:
+    """One row per (serial, day, source, method): keep the strongest."""
+    best: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["serial"], row["day"], row["source"], row["method"])
+        if key not in best or (row["exposed"], row["weighted_s"]) > (best[key]["exposed"],
+                                                                      best[key]["weighted_s"]):
+            best[key] = row
+    return list(best.values())
+
+
+def rematch_sources(ctx: ServiceContext, sources: list[str]) -> None:
+    """Match every stored log against these sources' keys; for a case, also its report."""
+    now = int(time.time())
+    config = risk_config(ctx)
+    with ctx.sessions() as session:
+        keys = load_keys(session, sources)
+        if keys:
+            first = min(k.rolling_start_interval for k in keys) - config.interval_tolerance
+            sightings = load_sightings(session, since=first * INTERVAL_S)
+            result = matching.match_keys(sightings, keys, config, now)
+            _store(session, _daily_rows(matching.score_exposures(result.matches, config), "keys",
+                                        now), sources=sources, method="keys")
+        session.commit()
+    for source in sources:
+        case_id = _case_id(source)
+        if case_id is not None:
+            case_report(ctx, case_id)
+
+
+def case_report(ctx: ServiceContext, case_id: int) -> dict:
+    """Compute the case report (and store its exposures for the status screen)."""
+    now = int(time.time())
+    config = risk_config(ctx)
+    with ctx.sessions() as session:
+        case = get_case(session, case_id)
+        reported_at = case.reported_at
+        since = reported_at - LOOKBACK_DAYS * DAY_S
+        sightings = load_sightings(session, since=since)
+        devices = load_devices(session, ctx)
+        keys = load_keys(session, [f"case:{case_id}"])
+        report = matching.case_report(case.serial, sightings, devices, keys, config,
+                                      now_s=reported_at, report_type=case.report_type)
+        source = f"case:{case_id}"
+        rows = []
+        for contact in report.contacts:
+            for day in contact.days:
+                rows.append({"serial": contact.serial, "day": day.day, "source": source,
+                             "method": "case", "case_id": case_id, "first_seen": day.first_seen,
+                             "last_seen": day.last_seen, "duration_s": day.duration_s,
+                             "min_attenuation_db": day.min_attenuation_db,
+                             "weighted_s": float(day.weighted_s), "exposed": bool(day.exposed),
+                             "computed_at": now})
+        for visit in report.venues:
+            for visitor in visit.visitors:
+                rows.append({"serial": visitor.serial, "day": visitor.first_seen // DAY_S,
+                             "source": source, "method": "case", "case_id": case_id,
+                             "first_seen": visitor.first_seen, "last_seen": visitor.last_seen,
+                             "duration_s": visitor.overlap_s, "min_attenuation_db": None,
+                             "weighted_s": float(visitor.overlap_s),
+                             "exposed": bool(visitor.exposed), "computed_at": now})
+        rows = [r for r in _dedupe(rows) if r["serial"] != case.serial]
+        _store(session, rows, sources=[source], method="case")
+        holders = {d.serial: d for d in session.scalars(sa.select(Device).where(
+            Device.serial.in_({c.serial for c in report.contacts}
+                              | set(report.exposed_serials) | {case.serial}
+                              | {v.serial for visit in report.venues for v in visit.visitors})))}
+        session.commit()
+    return _report_json(case, report, holders, config)
+
+
+def _holder(holders: dict, serial: str) -> str | None:
+    device = holders.get(serial)
+    return device.holder_ref if device else None
+
+
+def _report_json(case: Case, report, holders: dict, config) -> dict:
+    return {
+        "case_id": case.id, "token": case.serial, "holder_ref": _holder(holders, case.serial),
+        "reported_at": case.reported_at, "report_type": case.report_type,
+        "exposure_threshold_s": config.exposure_threshold_s,
+        "contacts": [{
+            "serial": c.serial, "role": c.role, "holder_ref": _holder(holders, c.serial),
+            "heard_by": c.heard_by, "first_seen": c.first_seen, "last_seen": c.last_seen,
+            "duration_s": c.duration_s, "closest_attenuation_db": c.min_attenuation_db,
+            "weighted_minutes": round(c.weighted_s / 60.0, 1), "exposed": c.exposed,
+            "flags": list(c.flags),
+            "days": [{"day": d.day, "first_seen": d.first_seen, "last_seen": d.last_seen,
+                      "duration_s": d.duration_s, "closest_attenuation_db": d.min_attenuation_db,
+                      "weighted_minutes": round(d.weighted_s / 60.0, 1), "exposed": d.exposed}
+                     for d in c.days]} for c in report.contacts],
+        "venues": [{
+            "serial": v.venue_serial, "name": v.venue_name, "place": v.venue_place,
+            "start": v.start, "end": v.end,
+            "visitors": [{"serial": w.serial, "holder_ref": _holder(holders, w.serial),
+                          "first_seen": w.first_seen, "last_seen": w.last_seen,
+                          "overlap_s": w.overlap_s, "exposed": w.exposed} for w in v.visitors]}
+            for v in report.venues],
+        "exposed": [{"serial": s, "holder_ref": _holder(holders, s)} for s in report.exposed_serials],
+        "flags": [{"kind": f.kind, "serials": list(f.serials), "at": f.at, "detail": f.detail}
+                  for f in report.flags],
+        "unresolved_rpis": report.unresolved_rpis,
+        "rejected_sightings": len(report.rejections),
+    }
+
+
+def token_status(ctx: ServiceContext, serial: str) -> dict:
+    now = int(time.time())
+    with ctx.sessions() as session:
+        device = get_device(session, serial)
+        rows = session.scalars(sa.select(Exposure).where(
+            Exposure.serial == serial, Exposure.last_seen >= now - STATUS_DAYS * DAY_S
+        ).order_by(Exposure.day)).all()
+        records = session.scalar(sa.select(sa.func.count()).select_from(EncounterRecord).where(
+            EncounterRecord.serial == serial))
+        last_sync = session.scalar(sa.select(sa.func.max(SyncSession.synced_at)).where(
+            SyncSession.serial == serial))
+    exposures = [{"day": r.day, "source": r.source, "method": r.method, "case_id": r.case_id,
+                  "first_seen": r.first_seen, "last_seen": r.last_seen, "duration_s": r.duration_s,
+                  "closest_attenuation_db": r.min_attenuation_db,
+                  "weighted_minutes": round(r.weighted_s / 60.0, 1), "exposed": r.exposed}
+                 for r in rows]
+    exposed = [e for e in exposures if e["exposed"]]
+    if device.role == "venue":
+        status, line = "venue", f"{serial} is a venue beacon: it has no exposure status"
+    elif exposed:
+        last = max(e["last_seen"] for e in exposed)
+        status = "exposed"
+        line = (f"{serial}: EXPOSED - near a positive case on "
+                f"{time.strftime('%Y-%m-%d', time.gmtime(last))} (UTC); call the health office")
+    else:
+        status = "not_exposed"
+        line = f"{serial}: not exposed"
+        if not records:
+            line += " (no records uploaded yet)"
+    return {"serial": serial, "role": device.role, "status": status, "exposed": bool(exposed),
+            "message": line, "records": records, "last_sync": last_sync,
+            "exposures": exposures}
+
+
+def exposed_wearers(ctx: ServiceContext) -> list[dict]:
+    """Every wearer currently exposed, with whom to call and why (newest first)."""
+    now = int(time.time())
+    with ctx.sessions() as session:
+        rows = session.execute(
+            sa.select(Exposure, Device.holder_ref).join(Device, Device.serial == Exposure.serial)
+            .where(Exposure.exposed.is_(True), Device.role == "wearable",
+                   Exposure.last_seen >= now - STATUS_DAYS * DAY_S)).all()
+    by_serial: dict[str, dict] = {}
+    for exposure, holder in rows:
+        entry = by_serial.setdefault(exposure.serial, {
+            "serial": exposure.serial, "holder_ref": holder, "last_exposure": 0,
+            "cases": set(), "sources": set()})
+        entry["last_exposure"] = max(entry["last_exposure"], exposure.last_seen)
+        if exposure.case_id is not None:
+            entry["cases"].add(exposure.case_id)
+        entry["sources"].add(exposure.source)
+    out = []
+    for entry in by_serial.values():
+        entry["cases"] = sorted(entry["cases"])
+        entry["sources"] = sorted(entry["sources"])
+        out.append(entry)
+    out.sort(key=lambda e: -e["last_exposure"])
+    return out

@@ -1,0 +1,1 @@
+"""Clinic uploads: sync sessions and encounter records."""
