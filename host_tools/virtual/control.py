@@ -78,7 +78,7 @@ def _lock(state: Path):
 def start(name: str = DEFAULT_NAME, state: str | os.PathLike | None = None, scenario=None,
           air=None, time_scale: float | None = None, clock: str = "set", board: str = "virtual",
           refresh_firmware: bool = True, cut_after_writes: int | None = None,
-          rssi_noise_db: float = 2.0, seed: int | None = None) -> dict:
+          rssi_noise_db: float = 2.0, seed: int | None = None, compiled: bool = True) -> dict:
     """Start a virtual token in the background; returns its info (pty, state, pid, name, ...)
     once the interpreter has booted from the flash image."""
     _check_name(name)
@@ -100,7 +100,7 @@ def start(name: str = DEFAULT_NAME, state: str | os.PathLike | None = None, scen
     air = Path(air).resolve() if air is not None else state / "air"
     lock = _lock(state)
     try:
-        prepared = flash.prepare(state / "flash.img", board, refresh=refresh_firmware)
+        prepared = flash.prepare(state / "flash.img", board, refresh=refresh_firmware, compiled=compiled)
         read_end, write_end = os.pipe()
         command = [sys.executable, "-m", "host_tools.virtual.supervisor", "--state", str(state),
                    "--name", name, "--board", board, "--air", str(air), "--clock", clock,

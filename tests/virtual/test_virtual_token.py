@@ -1,0 +1,174 @@
+"""The virtual token behaves like a USB-connected ESP32 token: it starts in the background with
+its console on a pty, mpremote works against it, its flash persists, it reboots when the
+interpreter exits, and tokens sharing an air hear each other as the scenario says."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from host_tools.virtual import control, flash
+from virtual_token import running_token
+
+TOKENTOOL = str(Path(sys.executable).with_name("tokentool"))
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def tokentool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([TOKENTOOL, *args], capture_output=True, text=True, timeout=60)
+
+
+def test_start_prints_pty_and_state_as_json_and_stop_ends_it(tmp_path):
+    state = tmp_path / "tok"
+    started = tokentool("virtual", "start", "--name", "tok", "--state", str(state), "--json")
+    assert started.returncode == 0, started.stderr
+    info = json.loads(started.stdout)
+    try:
+        assert info["state"] == str(state.resolve())
+        assert stat.S_ISCHR(os.stat(info["pty"]).st_mode)
+        assert (state / "pty").read_text().strip() == info["pty"]
+        on_disk = json.loads((state / "token.json").read_text())
+        assert {k: on_disk[k] for k in ("pty", "state", "pid", "name")} == \
+            {k: info[k] for k in ("pty", "state", "pid", "name")}
+        os.kill(info["pid"], 0)  # the supervisor runs in the background
+        listed = json.loads(tokentool("virtual", "list", "--root", str(tmp_path), "--json").stdout)
+        assert [(t["name"], t["running"], t["pty"]) for t in listed["tokens"]] == [("tok", True, info["pty"])]
+    finally:
+        stopped = tokentool("virtual", "stop", "--state", str(state), "--json")
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["stopped"] is True
+    assert not (state / "token.json").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(info["pid"], 0)
+    assert (state / "flash.img").stat().st_size == flash.IMAGE_BYTES
+    again = tokentool("virtual", "stop", "--state", str(state))
+    assert again.returncode != 0 and again.stderr.startswith("tokentool: no virtual token is running")
+
+
+def test_mpremote_exec_and_fs_ls_work_against_a_running_token(tmp_path):
+    with running_token(tmp_path / "tok") as token:
+        assert token.exec("import sys; print(sys.implementation.name, 6 * 7)") == "micropython 42"
+        listing = token.mpremote("fs", "ls", ":").stdout
+        names = {line.split()[-1] for line in listing.splitlines()[1:] if line.strip()}
+        assert {"board.json", "main.py", "tokenfw/", "hal_virtual.mpy"} <= names
+        # The heap is capped like an ESP32 without PSRAM.
+        heap = token.exec("import gc; gc.collect(); print(gc.mem_free() + gc.mem_alloc())")
+        assert 90_000 <= int(heap) <= 110_000
+
+
+def test_a_file_written_on_the_token_survives_stop_and_start_and_littlefs_python_reads_it(tmp_path):
+    with running_token(tmp_path / "tok") as token:
+        token.exec("f = open('/notes.txt', 'w'); f.write('kept across power cycles'); f.close()")
+        token.stop()
+        # An independent littlefs implementation reads the image the firmware wrote.
+        assert token.read_file("notes.txt") == b"kept across power cycles"
+        assert token.read_file("board.json") == (REPO / "boards/virtual/board.json").read_bytes()
+        token.start()
+        assert token.exec("print(open('/notes.txt').read())") == "kept across power cycles"
+        assert token.info["flash_created"] is False
+
+
+def test_the_interpreter_exiting_is_a_soft_reset_that_keeps_the_rtc(tmp_path):
+    with running_token(tmp_path / "tok") as token:
+        set_clock = ("import json, hal_virtual; b = hal_virtual.open_board(json.load(open('/board.json')));"
+                     " b.rtc.set_seconds(1000000000); print(b.rtc.seconds())")
+        assert token.exec(set_clock) == "1000000000"
+        token.mpremote("exec", "import sys; sys.exit()", check=False)
+        deadline = time.monotonic() + 10
+        while "boot 2" not in token.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "boot 2" in token.log()
+        read_clock = ("import json, hal_virtual; b = hal_virtual.open_board(json.load(open('/board.json')));"
+                      " print(b.rtc.seconds())")
+        assert 1000000000 <= int(token.exec(read_clock)) < 1000000030
+        assert token.running
+
+
+def test_clock_unset_starts_the_rtc_at_2000_like_a_fresh_esp32(tmp_path):
+    with running_token(tmp_path / "tok", clock="unset") as token:
+        seconds = int(token.exec("import json, hal_virtual; b = hal_virtual.open_board("
+                                 "json.load(open('/board.json'))); print(b.rtc.seconds())"))
+        assert 946684800 <= seconds < 946684800 + 60
+
+
+def test_a_state_dir_in_use_is_refused_with_one_clear_line(tmp_path):
+    with running_token(tmp_path / "tok", name="tok") as token:
+        second = tokentool("virtual", "start", "--name", "other", "--state", str(token.state))
+        assert second.returncode == 1
+        assert second.stderr.count("\n") == 1
+        assert "is in use by running virtual token 'tok'" in second.stderr
+        assert token.exec("print('still here')") == "still here"
+
+
+def test_a_bad_scenario_line_is_reported_with_its_number_and_nothing_starts(tmp_path):
+    scenario = tmp_path / "bad.jsonl"
+    scenario.write_text('{"start": 1767225600, "time_scale": 10}\n'
+                        '{"contact": ["alice", "bob"], "from": 0, "to": 60, "rssi": -60}\n'
+                        '\n'
+                        '{"contact": ["alice", "bob"], "from": 90, "to": 30}\n')
+    result = tokentool("virtual", "start", "--state", str(tmp_path / "tok"), "--scenario", str(scenario))
+    assert result.returncode == 2
+    assert result.stderr == f"tokentool: {scenario} line 4: 'to' is before 'from'\n"
+    assert not (tmp_path / "tok" / "token.json").exists()
+
+
+ALICE_ADV = "02011a03036ffd17166ffd" + "a1" * 16 + "b2" * 4
+PHONE_ADV = "02011a03036ffd17166ffd" + "c3" * 16 + "d4" * 4
+
+LISTEN = """
+import json, time, hal_virtual
+b = hal_virtual.open_board(json.load(open('/board.json')))
+b.radio.start_scan(800)
+heard = []
+while b.radio.scanning():
+    time.sleep_ms(100)
+    b.radio.take_reports(lambda data, rssi: heard.append((data.hex(), rssi)))
+b.radio.take_reports(lambda data, rssi: heard.append((data.hex(), rssi)))
+print(json.dumps(heard))
+"""
+
+
+def test_tokens_in_contact_hear_each_others_current_advertisement(tmp_path):
+    scenario = tmp_path / "meet.jsonl"
+    scenario.write_text(
+        '{"start": "2026-03-02T08:00:00Z"}\n'
+        '{"contact": ["alice", "bob"], "from": 0, "to": 3600, "rssi": -60}\n'
+        '{"contact": ["carol", "bob"], "from": 7200, "to": 7300, "rssi": -50}\n'
+        f'{{"hear": "bob", "at": 0, "adv": "{PHONE_ADV}", "rssi": -80}}\n')
+    air = tmp_path / "air"
+    with running_token(tmp_path / "alice", name="alice", scenario=scenario, air=air) as alice, \
+            running_token(tmp_path / "bob", name="bob", air=air, seed=7) as bob:
+        alice.exec("import json, hal_virtual; b = hal_virtual.open_board(json.load(open('/board.json')));"
+                   f" b.radio.advertise(bytes.fromhex('{ALICE_ADV}'), 250)")
+        heard = json.loads(bob.exec(LISTEN))
+        from_alice = [rssi for data, rssi in heard if data == ALICE_ADV]
+        from_phone = [rssi for data, rssi in heard if data == PHONE_ADV]
+        assert len(from_alice) >= 2  # she advertises every 250 ms through an 800 ms window
+        assert all(-75 <= rssi <= -45 for rssi in from_alice)
+        assert from_phone == [-80] or (len(from_phone) == 1 and -95 <= from_phone[0] <= -65)
+        assert {data for data, _ in heard} == {ALICE_ADV, PHONE_ADV}  # carol is not near yet
+        # Both agree on world time: the scenario start, shared through the air.
+        clock = "import json, hal_virtual; print(hal_virtual.open_board(json.load(open('/board.json'))).rtc.seconds())"
+        start = 1772438400  # 2026-03-02T08:00:00Z
+        assert abs(int(alice.exec(clock)) - int(bob.exec(clock))) <= 2
+        assert start <= int(bob.exec(clock)) < start + 120
+        # Once alice stops advertising, bob hears only silence.
+        alice.exec("import json, hal_virtual; hal_virtual.open_board(json.load(open('/board.json')))"
+                   ".radio.stop_advertising()")
+        assert json.loads(bob.exec(LISTEN)) == []
+
+
+def test_a_shared_air_refuses_a_different_time_scale(tmp_path):
+    air = tmp_path / "air"
+    with running_token(tmp_path / "a", name="a", air=air, time_scale=5):
+        with pytest.raises(control.TokenToolError, match="time scale 5, not 2"):
+            control.start(name="b", state=tmp_path / "b", air=air, time_scale=2)
+        assert not (tmp_path / "b" / "token.json").exists()
