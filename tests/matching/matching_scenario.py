@@ -59,8 +59,9 @@ class Emitter:
 class Log:
     """What one observing token recorded, times as the service sees them after correction."""
 
-    def __init__(self, observer: str):
+    def __init__(self, observer: str, first_seq: int = 0):
         self.observer = observer
+        self.first_seq = first_seq
         self.sightings: list[Sighting] = []
 
     def hear(self, emitter: Emitter, start_s: int, end_s: int, every_s: int = 60,
@@ -83,6 +84,6 @@ class Log:
         return self
 
     def add(self, rpi, aem, first_seen, duration_s, scans, rssi_max, rssi_mean, flags=0):
-        self.sightings.append(Sighting(self.observer, len(self.sightings), rpi, aem, first_seen,
+        self.sightings.append(Sighting(self.observer, self.first_seq + len(self.sightings), rpi, aem, first_seen,
                                        duration_s, scans, rssi_max, rssi_mean, flags))
         return self
