@@ -103,3 +103,15 @@ def test_parse_allocates_nothing_for_other_reports_and_only_the_result_for_gaen(
     # bytes on the 64-bit unix port, half that on an ESP32)
     per_call = _allocated_by(adv.parse_gaen, gaen_report, 100) // 100
     assert 0 < per_call <= 256, per_call
+
+
+def test_parse_never_raises_on_random_reports():
+    import os
+
+    payload = adv.gaen_payload(RPI, AEM)
+    for n in range(1500):
+        size = n % 64
+        noise = os.urandom(size)
+        for data in (noise, payload[: n % 32] + noise, noise + payload):
+            result = adv.parse_gaen(data)
+            assert result is None or (len(result[0]) == 16 and len(result[1]) == 4)
