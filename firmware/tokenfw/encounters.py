@@ -79,6 +79,7 @@ class Aggregator:
             return
         if type(rpi) is not bytes:
             rpi = bytes(rpi)  # dict key: a bytearray or memoryview is not hashable
+        rssi = int(rssi)
         now = int(now)
         enin = now // _INTERVAL_S
         offset = now - enin * _INTERVAL_S
