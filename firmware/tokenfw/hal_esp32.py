@@ -1,0 +1,210 @@
+# The ESP32 boards' hardware (ESP32, -C3, -S3), behind the Board interface every HAL offers:
+#   rtc      seconds() / set_seconds(s) in the port's epoch, ticks_ms()
+#   radio    advertise(payload, interval_ms), stop_advertising(), start_scan(duration_ms),
+#            scanning(), take_reports(callback(adv_data, rssi)), dropped
+#   led      show(pattern)      button  pressed()      battery  millivolts(), percent()
+#   console  read_available(), write(data), wait(timeout_ms)
+#   sleep_ms(ms)
+# Pins and calibration come from /board.json (boards/<board>/board.json in the repository).
+#
+# The BLE IRQ handler only copies a report into a preallocated ring slot and counts what did
+# not fit; all parsing happens in take_reports(), called from the main loop. This module runs
+# only on an ESP32 (it imports machine and bluetooth); the virtual token uses hal_virtual.
+import select
+import sys
+import time
+
+import bluetooth
+import machine
+from micropython import const
+
+_IRQ_SCAN_RESULT = const(5)
+_IRQ_SCAN_DONE = const(6)
+_RING_SLOTS = const(32)
+_ADV_MAX = const(31)  # legacy advertising data; longer (extended) reports are dropped
+_SCAN_INTERVAL_US = const(30000)
+_SCAN_WINDOW_US = const(30000)  # window == interval: listen continuously during the scan
+_CONSOLE_CHUNK = const(256)
+_BLINK_MS = const(60)
+_ADDR_MODE_NRPA = const(3)  # non-resolvable private address (GAEN: rotates with the RPI)
+
+# Status light colours (r, g, b) for an addressable LED; discrete LEDs use green / red / both.
+_COLOURS = {"ok": (0, 40, 0), "charge": (40, 0, 0), "clock": (40, 16, 0), "sync": (40, 16, 0)}
+
+
+class Rtc:
+    def __init__(self):
+        self._rtc = machine.RTC()
+
+    def seconds(self):
+        return time.time()
+
+    def set_seconds(self, seconds):
+        year, month, day, hour, minute, second, weekday, _ = time.gmtime(seconds)
+        self._rtc.datetime((year, month, day, weekday, hour, minute, second, 0))
+
+    def ticks_ms(self):
+        return time.ticks_ms()
+
+
+class Radio:
+    def __init__(self):
+        self.dropped = 0
+        self._data = [bytearray(_ADV_MAX) for _ in range(_RING_SLOTS)]
+        self._length = bytearray(_RING_SLOTS)
+        self._rssi = [0] * _RING_SLOTS
+        self._head = 0
+        self._count = 0
+        self._scanning = False
+        self._ble = bluetooth.BLE()
+        self._ble.active(True)
+        self._ble.irq(self._irq)
+
+    def _irq(self, event, data):
+        if event == _IRQ_SCAN_RESULT:
+            _addr_type, _addr, _adv_type, rssi, adv_data = data
+            n = len(adv_data)
+            if self._count == _RING_SLOTS or n > _ADV_MAX:
+                self.dropped += 1
+                return
+            slot = (self._head + self._count) % _RING_SLOTS
+            self._data[slot][0:n] = adv_data  # adv_data is only valid inside the handler
+            self._length[slot] = n
+            self._rssi[slot] = rssi
+            self._count += 1
+        elif event == _IRQ_SCAN_DONE:
+            self._scanning = False
+
+    def advertise(self, payload, interval_ms):
+        # A new address with every new payload, so RPI and address change together.
+        self._ble.gap_advertise(None)
+        self._ble.config(addr_mode=_ADDR_MODE_NRPA)
+        self._ble.gap_advertise(interval_ms * 1000, adv_data=payload, connectable=False)
+
+    def stop_advertising(self):
+        self._ble.gap_advertise(None)
+
+    def start_scan(self, duration_ms):
+        self._scanning = True
+        self._ble.gap_scan(duration_ms, _SCAN_INTERVAL_US, _SCAN_WINDOW_US, False)
+
+    def scanning(self):
+        return self._scanning
+
+    def take_reports(self, callback):
+        while self._count:
+            slot = self._head
+            report = bytes(self._data[slot][0:self._length[slot]])
+            rssi = self._rssi[slot]
+            state = machine.disable_irq()  # the handler updates _count; keep the update whole
+            self._head = (self._head + 1) % _RING_SLOTS
+            self._count -= 1
+            machine.enable_irq(state)
+            callback(report, rssi)
+
+
+class Led:
+    def __init__(self, pins):
+        self.pattern = None
+        self._rgb = None
+        self._green = self._red = None
+        on = 1 if pins.get("led_active_high", True) else 0
+        self._on, self._off = on, 1 - on
+        if pins.get("led_rgb") is not None:
+            import neopixel
+
+            self._rgb = neopixel.NeoPixel(machine.Pin(pins["led_rgb"]), 1)
+        if pins.get("led_green") is not None:
+            self._green = machine.Pin(pins["led_green"], machine.Pin.OUT, value=self._off)
+        if pins.get("led_red") is not None:
+            self._red = machine.Pin(pins["led_red"], machine.Pin.OUT, value=self._off)
+
+    def _light(self, colour):
+        r, g, _ = colour
+        if self._rgb is not None:
+            self._rgb[0] = colour
+            self._rgb.write()
+        if self._green is not None:
+            self._green.value(self._on if g else self._off)
+        if self._red is not None:
+            self._red.value(self._on if r else self._off)
+
+    def show(self, pattern):
+        """One short blink in the pattern's colour (green ok, red charge, amber clock/sync)."""
+        self.pattern = pattern
+        self._light(_COLOURS.get(pattern, (40, 0, 0)))
+        time.sleep_ms(_BLINK_MS)
+        self._light((0, 0, 0))
+
+
+class Button:
+    def __init__(self, pins):
+        self._pin = None
+        self._pressed_level = 0 if pins.get("button_active_low", True) else 1
+        if pins.get("button") is not None:
+            pull = machine.Pin.PULL_UP if self._pressed_level == 0 else machine.Pin.PULL_DOWN
+            self._pin = machine.Pin(pins["button"], machine.Pin.IN, pull)
+
+    def pressed(self):
+        return self._pin is not None and self._pin.value() == self._pressed_level
+
+
+class Battery:
+    def __init__(self, battery):
+        self._divider = battery.get("divider", 2.0)
+        self._empty_mv = battery.get("empty_mv", 3300)
+        self._full_mv = battery.get("full_mv", 4200)
+        self._adc = None
+        if battery.get("adc_pin") is not None:
+            self._adc = machine.ADC(machine.Pin(battery["adc_pin"]), atten=machine.ADC.ATTN_11DB)
+
+    def millivolts(self):
+        if self._adc is None:
+            return self._full_mv  # powered from USB: report full
+        return int(self._adc.read_uv() * self._divider) // 1000  # read_uv is factory-calibrated
+
+    def percent(self):
+        percent = (self.millivolts() - self._empty_mv) * 100 // (self._full_mv - self._empty_mv)
+        return max(0, min(100, percent))
+
+
+class Console:
+    """USB serial / UART REPL: the sync protocol shares it with the REPL."""
+
+    def __init__(self):
+        self._stdin = sys.stdin.buffer
+        self._stdout = sys.stdout.buffer
+        self._poll = select.poll()
+        self._poll.register(self._stdin, select.POLLIN)
+
+    def read_available(self):
+        data = b""
+        while len(data) < _CONSOLE_CHUNK and self._poll.poll(0):
+            data += self._stdin.read(1)
+        return data
+
+    def write(self, data):
+        self._stdout.write(data)
+
+    def wait(self, timeout_ms):
+        self._poll.poll(max(0, timeout_ms))
+
+
+class Board:
+    def __init__(self, board_config):
+        self.name = board_config.get("name", "esp32")
+        self.config = board_config
+        pins = board_config.get("pins", {})
+        self.rtc = Rtc()
+        self.radio = Radio()
+        self.led = Led(pins)
+        self.button = Button(pins)
+        self.battery = Battery(board_config.get("battery", {}))
+        self.console = Console()
+
+    def sleep_ms(self, ms):
+        time.sleep_ms(ms)
+
+
+def open_board(board_config):
+    return Board(board_config)
