@@ -72,7 +72,9 @@ class FileBlockDevice:
         self._file.readinto(buf)
 
     def writeblocks(self, block, buf, offset=None):
-        self._program(block * self.block_size + (offset or 0), bytes(buf))
+        # No allocation on the normal path: littlefs may write from a file's finaliser while
+        # the garbage collector has the heap locked (as esp32.Partition can).
+        self._program(block * self.block_size + (offset or 0), buf)
 
     def ioctl(self, op, arg):
         if op == _IOCTL_BLOCK_COUNT:
