@@ -62,8 +62,8 @@ _CENTRAL_DISCONNECT = const(0x87)
 _GATTS_WRITE = const(0x88)
 _MTU_EXCHANGED = const(0x89)
 
-_RX_SIZE = const(2048)
-_MAX_FRAME = const(1024)
+_RX_SIZE = const(1280)
+_MAX_FRAME = const(640)
 _DEFAULT_BUFFER = const(20)
 _MAX_PENDING = const(16)  # events that arrive while an IRQ handler runs
 _REPLY_TIMEOUT_MS = const(10000)
