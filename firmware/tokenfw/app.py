@@ -14,7 +14,9 @@ import gc
 from tokenfw import VERSION, adv, config, gaen, scheduler
 from tokenfw.clock import Clock
 from tokenfw.encounters import Aggregator
-from tokenfw.store import EventLog, KeyStore, Store
+from tokenfw.eventlog import EventLog
+from tokenfw.keystore import KeyStore
+from tokenfw.store import Store
 
 try:
     from micropython import const
@@ -26,9 +28,10 @@ CONFIG_PATH = "/config.json"
 CLOCK_PATH = "/clock.json"
 LOG_DIR = "/log"
 KEYS_PATH = "/keys.bin"
-EVENTS_PATH = "/events.log"
+EVENTS_PATH = "/events.bin"
 
-_MAX_WAIT_MS = const(1000)  # wake at least once a second for the button and housekeeping
+_MAX_WAIT_MS = const(1000)
+_SYNC_IDLE_S = const(120)  # unload the sync stack this long after the host went quiet  # wake at least once a second for the button and housekeeping
 _LOW_BATTERY_PERCENT = const(15)
 _SYNC_OVERDUE_S = const(7 * 86400)  # amber when the log has not been synced for a week
 
@@ -38,7 +41,9 @@ DEFAULT_CONFIG = {
     "identity": "private",
     "tx_power_dbm": -8,
     "profile": "continuous",
-    "gap_s": 120,  # an RPI unheard this long closes its encounter (covers one missed window)
+    # An RPI unheard this long closes its encounter: two scan spacings, so one missed window
+    # does not split a contact (the 10-minute interval boundary closes records anyway).
+    "gap_s": 600,
     "max_open": 48,  # open encounters held in RAM at once (a crowd beyond this is evicted)
 }
 
@@ -51,18 +56,13 @@ class Token:
         self.events = EventLog(root + EVENTS_PATH)
         self.config = self._load_config()
         self.clock = Clock(board.rtc, root + CLOCK_PATH)
-        self.store = Store(root + LOG_DIR)
+        self.events.clock = self.clock.now
+        self.store = Store(root + LOG_DIR, events=self.events)
         self.keys = KeyStore(root + KEYS_PATH)
         self.sync = None
         self.rng = scheduler.Rng(self._rng_seed())
         self.last_sync_at = self.config.get("last_sync_at")
         self._apply_config()
-        try:
-            from tokenfw.sync.server import SyncServer
-        except ImportError:  # a build without the sync protocol still logs
-            SyncServer = None
-        if SyncServer is not None:
-            self.sync = SyncServer(self)
 
     # -- configuration -------------------------------------------------------------------
     def _load_config(self):
@@ -71,7 +71,7 @@ class Token:
         if isinstance(stored, dict):
             merged.update(stored)
         elif stored is not None:
-            self.events.log(0, "config", "unreadable config ignored")
+            self.events.log("config", "unreadable config ignored")
         return merged
 
     def _rng_seed(self):
@@ -85,6 +85,7 @@ class Token:
         self.aggregator = Aggregator(gap_s=cfg["gap_s"], max_open=cfg["max_open"], on_close=self._log_encounter)
         self.interval = None  # forces an identifier rotation on the next loop pass
         self._key_day = None
+        self.identifiers = self._make_identifiers()
         self.current_rpi = None
         self.next_scan_at = None
         self.scan_id = 0
@@ -115,26 +116,25 @@ class Token:
         config.save(self.root + CONFIG_PATH, self.config)
 
     # -- identifiers ------------------------------------------------------------------------
-    def _tek_for(self, enin):
-        start = gaen.tek_start_interval(enin)
-        tek = self.keys.get(start)
-        if tek is None:
-            if self.config["identity"] == "escrowed" and self.config.get("seed"):
-                tek = gaen.escrowed_tek(bytes.fromhex(self.config["seed"]), start // 144)
-            else:
-                tek = gaen.private_tek()
-            self.keys.put(start, tek)
-        return tek
+    def _make_identifiers(self):
+        cfg = self.config
+        escrowed = cfg["identity"] == "escrowed" and cfg.get("seed")
+        return gaen.TekSchedule(
+            "escrowed" if escrowed else "private",
+            seed=bytes.fromhex(cfg["seed"]) if escrowed else None,
+            tx_power_dbm=cfg["tx_power_dbm"],
+            lookup=lambda day: self.keys.get(day * 144),
+            on_new_tek=lambda day, tek: self.keys.put(tek, day * 144),
+        )
 
     def _rotate(self, now):
         enin = gaen.interval_number(now)
-        tek = self._tek_for(enin)
-        if self._key_day != enin // 144:
-            self._key_day = enin // 144
-            self._rpik = gaen.rpi_key(tek)
-            self._aemk = gaen.aem_key(tek)
-        rpi = gaen.rpi(self._rpik, enin)
-        aem = gaen.aem(self._aemk, rpi, gaen.metadata(self.config["tx_power_dbm"]))
+        rpi, aem = self.identifiers.identifiers(enin)
+        day = enin // 144
+        if day != self._key_day:
+            self._key_day = day
+            if self.keys.get(day * 144) is None:  # escrowed TEKs are kept too, for KEYS
+                self.keys.put(self.identifiers.tek(day), day * 144)
         self.current_rpi = rpi
         self.interval = enin
         if self.profile["advertise"]:
@@ -191,7 +191,7 @@ class Token:
         if now - self._last_retention >= scheduler.RETENTION_EVERY_S:
             self._last_retention = now
             self.store.enforce_retention(now)
-            self.keys.enforce_retention(gaen.interval_number(now))
+            self.keys.prune(gaen.interval_number(now))
         if now - self._last_status >= scheduler.STATUS_EVERY_S or self.board.button.pressed():
             self._last_status = now
             self.board.led.show(self.status(now))
@@ -208,13 +208,19 @@ class Token:
         try:
             self.store.commit()
         except OSError as error:
-            self.events.log(now, "store", "commit failed: %s" % error)
+            self.events.log("store", "commit failed: %s" % error, now)
         gc.collect()
 
-    def handle_console(self):
+    def handle_console(self, now):
         data = self.board.console.read_available()
-        if data and self.sync is not None:
+        if data:
+            if self.sync is None:
+                self.sync = _load_sync_server()(self)
+            self._sync_used_at = now
             self.sync.feed(data, self.board.console.write)
+        elif self.sync is not None and now - self._sync_used_at > _SYNC_IDLE_S:
+            self.sync = None
+            _unload("tokenfw.sync")
 
     def run(self, until=None):
         """Run until `until` (token clock seconds) or forever. KeyboardInterrupt (a technician's
@@ -223,13 +229,33 @@ class Token:
         self._last_commit = now
         self._last_status = now - scheduler.STATUS_EVERY_S
         self._last_retention = now - scheduler.RETENTION_EVERY_S
-        self.events.log(now, "boot", "firmware %s role %s" % (self.version, self.config["role"]))
+        self.events.log("boot", "firmware %s role %s" % (self.version, self.config["role"]), now)
         try:
             while until is None or now < until:
                 wait_ms = self.step(now)
                 self.board.console.wait(wait_ms)
-                self.handle_console()
                 now = self.clock.now()
+                self.handle_console(now)
         finally:
             self.aggregator.close_all(self.clock.now())
             self.store.commit()
+
+
+# The sync stack's bytecode is a third of the app's RAM when it is loaded from the filesystem
+# rather than frozen; a token talks to a host a few minutes a week, so it is loaded on the
+# first console byte and dropped again when the host has gone quiet.
+def _load_sync_server():
+    from tokenfw.sync.server import SyncServer
+
+    return SyncServer
+
+
+def _unload(prefix):
+    import sys
+
+    for name in [n for n in sys.modules if n.startswith(prefix)]:
+        del sys.modules[name]
+    package = sys.modules.get(prefix.rsplit(".", 1)[0])
+    if package is not None and hasattr(package, prefix.rsplit(".", 1)[1]):
+        delattr(package, prefix.rsplit(".", 1)[1])
+    gc.collect()

@@ -52,6 +52,13 @@ class Aggregator:
         self.clock_set = clock_set
         n = self.max_open
         self._index = {}  # rpi bytes -> slot
+        # Grow the index to its full size now: a dict that grows later needs one contiguous
+        # block when the heap is most fragmented (a crowd arriving), and MicroPython never
+        # shrinks a dict, so this is the only allocation it ever makes.
+        for slot in range(max_open):
+            self._index[slot] = slot
+        for slot in range(max_open):
+            del self._index[slot]
         self._rpi = [None] * n  # None marks a free slot
         self._aem = [None] * n
         self._enin = [0] * n
