@@ -107,6 +107,9 @@ def create_app(settings: Settings, ctx: ServiceContext | None = None) -> FastAPI
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request: Request, error: StarletteHTTPException):
+        if error.status_code == 400 and "parsing the body" in str(error.detail):
+            return _error(422, "invalid_input", "invalid request: the body is not valid JSON",
+                          problems=["the body is not valid JSON"])
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             error.status_code, "http_error")
         return _error(error.status_code, code, str(error.detail), getattr(error, "headers", None))

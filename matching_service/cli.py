@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import sqlalchemy.exc
+
 from matching_service import RequestError, ServiceError, SettingsError, settings as settings_mod
 
 
@@ -221,6 +223,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (ServiceError, RequestError) as error:
         print(f"matching-service: {error}", file=sys.stderr)
+        return 1
+    except sqlalchemy.exc.OperationalError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else "no answer"
+        print(f"matching-service: cannot reach the database ({reason})", file=sys.stderr)
+        return 1
+    except sqlalchemy.exc.DBAPIError as error:
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        print(f"matching-service: the database refused the operation ({reason})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
