@@ -53,7 +53,7 @@ def verify(server, cmd, payload):
     expected = auth.mac(bytes.fromhex(key_hex), nonce, cmd, rest)
     if not auth.equal(expected, payload[:m.MAC_SIZE]):
         server.auth_failures += 1
-        server.log("auth_failed", m.NAMES.get(cmd, str(cmd)))
+        server.log("auth_failed", "command %d" % cmd)
         raise Refused(m.E_AUTH, "authentication failed: wrong auth key for this token")
     return rest
 
@@ -146,3 +146,6 @@ def valid_identity(wanted):
             raise Refused(m.E_BAD_REQUEST, "board must be a short name")
         out["board"] = board
     return out
+
+
+HANDLERS = {m.CHALLENGE: challenge, m.KEYS: keys, m.PROVISION: provision, m.WIPE: wipe}

@@ -13,7 +13,7 @@
 import json
 import struct
 
-from tokenfw.sync import framing, privileged
+from tokenfw.sync import framing
 from tokenfw.sync import messages as m
 from tokenfw.sync.messages import Refused
 
@@ -84,6 +84,8 @@ class SyncServer:
             elif cmd == m.DUMP:
                 self._dump(req, body[2:])  # streams its own answer
                 return
+            elif m.CHALLENGE <= cmd <= m.WIPE:
+                answer = self._privileged(cmd, body[2:])
             else:
                 handler = self._HANDLERS.get(cmd)
                 if handler is None:
@@ -116,7 +118,15 @@ class SyncServer:
         return self.token.config or {}
 
     def _provisioned(self):
-        return privileged.provisioned(self.config())
+        config = self.config()
+        return bool(config.get("serial")) and bool(config.get("auth_key"))
+
+    def _privileged(self, cmd, payload):
+        # Loaded on the first privileged request only: most syncs never need it, and RAM is
+        # scarce while the sync stack is loaded next to the app.
+        from tokenfw.sync import privileged
+
+        return privileged.HANDLERS[cmd](self, payload)
 
     # ---- commands --------------------------------------------------------------------------
     def _hello(self, payload):
@@ -269,8 +279,6 @@ class SyncServer:
 
     _HANDLERS = {
         m.INFO: _info, m.TIME: _time, m.ACK: _ack, m.EVENTS: _events,
-        m.CHALLENGE: privileged.challenge, m.KEYS: privileged.keys,
-        m.PROVISION: privileged.provision, m.WIPE: privileged.wipe,
     }
 
 

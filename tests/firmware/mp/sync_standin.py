@@ -12,6 +12,7 @@ from tokenfw import config
 from tokenfw.clock import Clock
 from tokenfw.records import Encounter
 from tokenfw.sync import auth, framing
+from tokenfw.sync import host_codec as hc
 from tokenfw.sync import messages as m
 
 try:
@@ -141,7 +142,7 @@ class Host:
         return answer
 
     def greet(self):
-        return m.parse_hello_response(self.ok(m.HELLO, m.hello_request(1, 1)))
+        return hc.parse_hello_response(self.ok(m.HELLO, hc.hello_request(1, 1)))
 
     def privileged(self, cmd, rest, key=KEY):
         nonce = self.ok(m.CHALLENGE)

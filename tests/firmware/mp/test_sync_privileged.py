@@ -7,6 +7,7 @@ import tokenfw.gaen  # noqa: F401  (compiled first, while the 100 KB heap is emp
 from sync_standin import KEY, IDENTITY, Host, done, new_token, to_hex
 from tokenfw import records
 from tokenfw.sync import auth, framing
+from tokenfw.sync import host_codec as hc
 from tokenfw.sync import messages as m
 
 
@@ -37,7 +38,7 @@ def test_provision_then_privileged_commands_need_the_auth_key():
     request = auth.mac(KEY, nonce, m.KEYS, b"\x02") + b"\x02"
     kind, answer = host.ask(m.KEYS, request)
     assert kind == m.KEYS | m.RESPONSE
-    assert m.parse_keys_response(answer) == [(2916000, bytes(range(16)))]
+    assert hc.parse_keys_response(answer) == [(2916000, bytes(range(16)))]
     kind, answer = host.ask(m.KEYS, request)
     assert kind == m.ERROR and answer[0] == m.E_AUTH
     # WIPE with a wrong key changes nothing; with the right key empties the log

@@ -5,6 +5,7 @@ import struct
 from sync_standin import KEY, IDENTITY, Host, done, new_token, to_hex
 from tokenfw import records
 from tokenfw.sync import auth, framing
+from tokenfw.sync import host_codec as hc
 from tokenfw.sync import messages as m
 
 
@@ -22,9 +23,9 @@ def test_hello_first_and_version_handshake():
 def test_incompatible_host_is_refused_and_stays_locked_out():
     token = new_token()
     host = Host(token)
-    version, accepted, _, _ = m.parse_hello_response(host.ok(m.HELLO, m.hello_request(2, 3)))
+    version, accepted, _, _ = hc.parse_hello_response(host.ok(m.HELLO, hc.hello_request(2, 3)))
     assert version == 1 and not accepted
-    kind, answer = host.ask(m.DUMP, m.dump_request(1, 10))
+    kind, answer = host.ask(m.DUMP, hc.dump_request(1, 10))
     assert kind == m.ERROR and answer[0] == m.E_HELLO_FIRST
     done(token)
 
@@ -48,7 +49,7 @@ def test_dump_returns_intact_records_in_chunks_and_resumes_anywhere():
     seen = []
     seq = 1
     while True:
-        oldest, next_seq, acked, got = m.parse_dump_response(host.ok(m.DUMP, m.dump_request(seq, 16)))
+        oldest, next_seq, acked, got = hc.parse_dump_response(host.ok(m.DUMP, hc.dump_request(seq, 16)))
         assert len(got) <= 16
         if not got:
             break
@@ -57,7 +58,7 @@ def test_dump_returns_intact_records_in_chunks_and_resumes_anywhere():
             seen.append(s)
         seq = got[-1][0] + 1
     assert seen == list(range(1, 101))
-    _, _, _, got = m.parse_dump_response(host.ok(m.DUMP, m.dump_request(90, 500)))
+    _, _, _, got = hc.parse_dump_response(host.ok(m.DUMP, hc.dump_request(90, 500)))
     assert [s for s, _ in got] == list(range(90, 101))  # the tail only, though 500 were asked
     done(token)
 
@@ -66,10 +67,10 @@ def test_ack_moves_the_cursor_only_forward_and_never_past_the_log():
     token = new_token(20)
     host = Host(token)
     host.greet()
-    assert m.parse_seq(host.ok(m.ACK, m.ack_request(10))) == 10
+    assert hc.parse_seq(host.ok(m.ACK, hc.ack_request(10))) == 10
     assert token.store.pending() == 10
-    assert m.parse_seq(host.ok(m.ACK, m.ack_request(5))) == 10
-    kind, answer = host.ask(m.ACK, m.ack_request(21))
+    assert hc.parse_seq(host.ok(m.ACK, hc.ack_request(5))) == 10
+    kind, answer = host.ask(m.ACK, hc.ack_request(21))
     assert kind == m.ERROR and answer[0] == m.E_REFUSED
     assert token.store.acked_seq == 10
     assert token.last_sync_at is not None

@@ -5,6 +5,7 @@ import struct
 from sync_standin import KEY, IDENTITY, Host, done, new_token, to_hex
 from tokenfw import records
 from tokenfw.sync import auth, framing
+from tokenfw.sync import host_codec as hc
 from tokenfw.sync import messages as m
 
 
@@ -12,9 +13,9 @@ def test_time_set_reports_the_correction_and_the_boundary():
     token = new_token(3)
     host = Host(token)
     host.greet()
-    t = m.parse_time_response(host.ok(m.TIME))
+    t = hc.parse_time_response(host.ok(m.TIME))
     assert t["token_time"] == 1000 and not t["clock_was_set"] and not t["did_set"]
-    t = m.parse_time_response(host.ok(m.TIME, struct.pack("<I", 1750000000)))
+    t = hc.parse_time_response(host.ok(m.TIME, struct.pack("<I", 1750000000)))
     assert t["did_set"] and t["correction_s"] == 1750000000 - 1000
     assert t["boundary_seq"] == 4
     assert token.clock.now() == 1750000000 and token.clock.is_set()
@@ -33,7 +34,7 @@ def test_a_retried_time_set_is_not_applied_twice():
     token.rtc.now += 30  # the answer was lost; the host retries a little later
     second = host.raw(request)
     assert first == second
-    assert m.parse_time_response(first[0][2:])["correction_s"] == 1750000000 - 1000
+    assert hc.parse_time_response(first[0][2:])["correction_s"] == 1750000000 - 1000
     assert token.clock.now() == 1750000030
     done(token)
 
@@ -44,9 +45,9 @@ def test_events_pages_through_the_log():
         token.events.log("test", "event %d" % i, now=i)
     host = Host(token)
     host.greet()
-    page = json.loads(host.ok(m.EVENTS, m.events_request(1, 255)))
+    page = json.loads(host.ok(m.EVENTS, hc.events_request(1, 255)))
     assert len(page) == 16 and page[0][2] == "test" and page[0][3] == "event 0"
-    page = json.loads(host.ok(m.EVENTS, m.events_request(page[-1][0] + 1, 255)))
+    page = json.loads(host.ok(m.EVENTS, hc.events_request(page[-1][0] + 1, 255)))
     assert len(page) == 4 and page[-1][3] == "event 19"
     done(token)
 
