@@ -14,6 +14,7 @@
 #   VTOKEN_SOCKET           host path of the supervisor's unix socket (radio, clock, LED, ...)
 #   VTOKEN_CUT_AFTER_WRITES power-cut injection: the chip dies after this many block writes
 import os
+import socket  # imported now: after the mount (or a power cut) imports search the flash
 import struct
 import sys
 
@@ -28,8 +29,6 @@ def _tell_supervisor(message):
     # Socket calls go to the host OS, not the VFS: the socket path works after the mount.
     if not _SOCKET:
         return
-    import socket
-
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         s.connect(struct.pack("H", socket.AF_UNIX) + _SOCKET.encode() + b"\0")
@@ -65,6 +64,9 @@ def boot():
         sys.exit(2)
     cut = int(_CUT) if _CUT else None
     chip = _Chip(_FLASH, cut_after_writes=cut)
+    # Reachable from the REPL for fault injection: `import blockdev; c = blockdev.active_chip;
+    # c.cut_after_writes = c.writes + 5` cuts the power five flash writes from now.
+    blockdev.active_chip = chip
     if blockdev.mount(chip, "/"):
         print("vboot: flash held no filesystem; formatted littlefs")
     os.chdir("/")

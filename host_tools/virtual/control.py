@@ -102,7 +102,12 @@ def start(name: str = DEFAULT_NAME, state: str | os.PathLike | None = None, scen
     try:
         prepared = flash.prepare(state / "flash.img", board, refresh=refresh_firmware, compiled=compiled)
         read_end, write_end = os.pipe()
+        # On an ESP32 the firmware is frozen: its bytecode runs from flash and costs no heap.
+        # Here it is loaded from .mpy files into the heap, so the cap grows by that much.
+        heap_bytes = int(flash.board_config(board).get("heap_bytes", micropython.ESP32_HEAP_BYTES)) \
+            + prepared["bytecode_bytes"]
         command = [sys.executable, "-m", "host_tools.virtual.supervisor", "--state", str(state),
+                   "--heap-bytes", str(heap_bytes),
                    "--name", name, "--board", board, "--air", str(air), "--clock", clock,
                    "--ready-fd", str(write_end), "--rssi-noise-db", str(rssi_noise_db)]
         if scenario is not None:

@@ -159,7 +159,8 @@ def _write(fs: LittleFS, name: str, content: bytes) -> None:
 def prepare(image: str | os.PathLike, board: str, refresh: bool = True, compiled: bool = True) -> dict:
     """Create the image on first use; update changed factory files when `refresh`.
 
-    Returns `{"created": bool, "updated": [paths], "removed": [paths]}`.
+    Returns `{"created": bool, "updated": [paths], "removed": [paths], "bytecode_bytes": N}`
+    where N is the size of the .mpy modules installed (see `heap_allowance`).
     """
     image = Path(image)
     created = not image.exists()
@@ -184,9 +185,16 @@ def prepare(image: str | os.PathLike, board: str, refresh: bool = True, compiled
             listing = "\n".join(sorted(files)).encode() + b"\n"
             if _read(fs, FACTORY_LIST) != listing:
                 _write(fs, FACTORY_LIST, listing)
+        bytecode = 0
+        for name in (_read(fs, FACTORY_LIST) or b"").decode("utf-8", "replace").split():
+            if name.endswith(".mpy"):
+                try:
+                    bytecode += fs.stat(name).size
+                except (LittleFSError, OSError):
+                    pass
     finally:
         close_image(fs)
-    return {"created": created, "updated": updated, "removed": removed}
+    return {"created": created, "updated": updated, "removed": removed, "bytecode_bytes": bytecode}
 
 
 def read_file(image: str | os.PathLike, name: str) -> bytes | None:

@@ -108,6 +108,7 @@ class Supervisor:
         self.clock_mode = args.clock
         self.cut_after_writes = args.cut_after_writes
         self.ready_fd = args.ready_fd
+        self.heap_bytes = args.heap_bytes
         self.flash = self.state / "flash.img"
         self.socket_path = self.state / "radio.sock"
         self.air = Air.join(Path(args.air).resolve(), self.name, args.scenario, args.time_scale,
@@ -166,7 +167,7 @@ class Supervisor:
             env.pop("VTOKEN_CUT_AFTER_WRITES", None)
         try:
             self.proc = subprocess.Popen(
-                micropython.command(VBOOT, interactive=True), stdin=slave, stdout=slave,
+                micropython.command(VBOOT, heap_bytes=self.heap_bytes, interactive=True), stdin=slave, stdout=slave,
                 stderr=slave, cwd=self.state, env=env, preexec_fn=bridge.make_controlling_terminal,
                 close_fds=True)
         finally:
@@ -295,7 +296,8 @@ class Supervisor:
     def info(self) -> dict:
         return {"pty": self.pty_path, "state": str(self.state), "pid": os.getpid(), "name": self.name,
                 "board": self.board, "air": str(self.air.path), "socket": str(self.socket_path),
-                "flash": str(self.flash), "time_scale": self.air.world.time_scale}
+                "flash": str(self.flash), "time_scale": self.air.world.time_scale,
+                "heap_bytes": self.heap_bytes}
 
     def _signal_ready(self, line: str) -> None:
         if self.ready_fd is None:
@@ -413,6 +415,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--rssi-noise-db", type=float, default=2.0)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--ready-fd", type=int)
+    parser.add_argument("--heap-bytes", type=int, default=micropython.ESP32_HEAP_BYTES)
     return parser.parse_args(argv)
 
 
