@@ -8,6 +8,7 @@ function against the official vectors and against tokenfw.gaen.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import struct
 
@@ -16,16 +17,58 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 INTERVAL_S = 600
 ROLLING_PERIOD = 144
-_NULL_SALT = bytes(32)
 _EXPAND_RPIK = b"EN-RPIK\x01"      # HKDF-expand input for a 16-byte output: info || 0x01
 _EXPAND_AEMK = b"EN-AEMK\x01"
 _ESCROW_INFO = b"TT-TEK-v1"
 _PADDED_PREFIX = np.frombuffer(b"EN-RPI" + bytes(6), dtype=np.uint8)
 
 
+# HMAC with the all-zero salt as key (every HKDF-extract here): the padded key is constant, so
+# SHA-256 states that have already absorbed it are copied instead of re-hashing 64 bytes.
+_NULL_SALT_INNER = hashlib.sha256(bytes([0x36]) * 64)
+_NULL_SALT_OUTER = hashlib.sha256(bytes([0x5C]) * 64)
+
+
+def hkdf_extract_null_salt(ikm: bytes) -> bytes:
+    """HMAC-SHA256(32 zero bytes, ikm): HKDF-extract with the spec's NULL salt."""
+    inner = _NULL_SALT_INNER.copy()
+    inner.update(ikm)
+    outer = _NULL_SALT_OUTER.copy()
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def _public_ecb_encryptor(key: bytes):
+    return Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+
+
+def _fastest_ecb_encryptor():
+    """Keying AES costs more than encrypting a day's blocks, and the public Cipher API adds
+    type checks to every keying. This cryptography version's own context constructor does the
+    same without them; it is used only if it gives the public API's bytes (else: public)."""
+    try:
+        from cryptography.hazmat.bindings._rust import openssl as rust_openssl
+
+        create = rust_openssl.ciphers.create_encryption_ctx
+        aes128 = algorithms.AES128
+        ecb = modes.ECB()
+
+        def fast(key: bytes):
+            return create(aes128(key), ecb)
+
+        probe = bytes(range(16)) * 2
+        if fast(probe[:16]).update(probe) == _public_ecb_encryptor(probe[:16]).update(probe):
+            return fast
+    except Exception:  # noqa: BLE001 - any change in the private API: use the public one
+        pass
+    return _public_ecb_encryptor
+
+
+ecb_encryptor = _fastest_ecb_encryptor()
+
+
 def _hkdf16(ikm: bytes, expand_input: bytes) -> bytes:
-    prk = hmac.digest(_NULL_SALT, ikm, "sha256")
-    return hmac.digest(prk, expand_input, "sha256")[:16]
+    return hmac.digest(hkdf_extract_null_salt(ikm), expand_input, "sha256")[:16]
 
 
 def rpi_key(tek: bytes) -> bytes:
@@ -41,7 +84,7 @@ def aem_key(tek: bytes) -> bytes:
 def escrow_prk(seed: bytes) -> bytes:
     """HKDF-extract of an escrowed seed: the half of escrowed_tek() that does not depend on
     the day, computed once per token."""
-    return hmac.digest(_NULL_SALT, seed, "sha256")
+    return hkdf_extract_null_salt(seed)
 
 
 def escrowed_tek_from_prk(prk: bytes, day: int) -> bytes:
@@ -66,7 +109,9 @@ def padded_blocks(enins) -> bytes:
 
 def aes_ecb(key: bytes, data: bytes) -> bytes:
     """AES-128-ECB of all 16-byte blocks of `data` under one key, in one call."""
-    return Cipher(algorithms.AES(key), modes.ECB()).encryptor().update(data)
+    if len(key) != 16:
+        raise ValueError("AES-128 key must be 16 bytes, got %d" % len(key))
+    return ecb_encryptor(key).update(data)
 
 
 def rpis(rpik: bytes, padded: bytes) -> bytes:

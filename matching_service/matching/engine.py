@@ -18,7 +18,6 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
 import numpy as np
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import crypto
 from .model import (REPORT_CONFIRMED_TEST, REPORT_REVOKED, DiagnosisKey, EscrowedDevice, Match,
@@ -217,14 +216,13 @@ def _scan_escrowed(seeds: list[bytes], plan: list[tuple[int, np.ndarray]],
     4 Mi-entry table lookup and confirmed with a binary search. Runs in worker processes.
     """
     digest = hmac.digest
-    aes = algorithms.AES
-    ecb = modes.ECB()
-    null_salt = bytes(32)
+    new_ecb = crypto.ecb_encryptor
+    extract = crypto.hkdf_extract_null_salt
     expand_rpik = b"EN-RPIK\x01"
     heard_hi = np.asarray(heard_hi, dtype="<u8")
     table = np.zeros(1 << _BITMAP_BITS, dtype=bool)
     table[(heard_hi & _BITMAP_MASK).astype(np.int64)] = True
-    prks = [digest(null_salt, seed, "sha256") for seed in seeds]
+    prks = [extract(seed) for seed in seeds]
     hits: list[tuple[int, int]] = []
     for day, enins in plan:
         padded = crypto.padded_blocks(enins)
@@ -232,10 +230,11 @@ def _scan_escrowed(seeds: list[bytes], plan: list[tuple[int, np.ndarray]],
         n_iv = len(enins)
         for c0 in range(0, len(prks), _CHUNK_DEVICES):
             out = []
+            append = out.append
             for prk in prks[c0:c0 + _CHUNK_DEVICES]:
                 tek = digest(prk, info, "sha256")[:16]
-                rpik = digest(digest(null_salt, tek, "sha256"), expand_rpik, "sha256")[:16]
-                out.append(Cipher(aes(rpik), ecb).encryptor().update(padded))
+                rpik = digest(extract(tek), expand_rpik, "sha256")[:16]
+                append(new_ecb(rpik).update(padded))
             hi = _hi(b"".join(out))
             near = np.nonzero(table[(hi & _BITMAP_MASK).astype(np.int64)])[0]
             if not near.size:

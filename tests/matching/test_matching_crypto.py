@@ -69,3 +69,17 @@ def test_batched_rpis_and_aem_agree_with_tokenfw(tek, start, count, tx):
 def test_escrowed_tek_agrees_with_tokenfw(seed, day):
     assert crypto.escrowed_tek(seed, day) == gaen.escrowed_tek(seed, day)
     assert crypto.escrowed_tek_from_prk(crypto.escrow_prk(seed), day) == gaen.escrowed_tek(seed, day)
+
+
+def test_fast_aes_keying_gives_the_public_apis_bytes():
+    key, data = bytes(range(16)), bytes(range(256)) * 4
+    assert crypto.aes_ecb(key, data) == crypto._public_ecb_encryptor(key).update(data)
+    with pytest.raises(ValueError, match="16 bytes"):
+        crypto.aes_ecb(bytes(15), data)
+
+
+@settings(max_examples=30, deadline=None)
+@given(ikm=st.binary(max_size=100))
+def test_null_salt_extract_is_hmac_with_32_zero_bytes(ikm):
+    import hmac
+    assert crypto.hkdf_extract_null_salt(ikm) == hmac.digest(bytes(32), ikm, "sha256")
