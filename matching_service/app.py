@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -77,7 +78,14 @@ def create_app(settings: Settings, ctx: ServiceContext | None = None) -> FastAPI
 
     if ctx is None:
         ctx = open_context(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        ctx.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="matching-service",
         version=VERSION,
         description="National matching service for contact-tracing tokens: registry, clinic "
@@ -127,9 +135,5 @@ def create_app(settings: Settings, ctx: ServiceContext | None = None) -> FastAPI
     for router in (auth_router, registry_router, uploads_router, cases_router, reports_router,
                    exports_router):
         app.include_router(router)
-
-    @app.on_event("shutdown")
-    def _close():
-        ctx.close()
 
     return app

@@ -16,6 +16,12 @@ from host_tools.errors import TokenToolError
 COMMAND_MODULES = [
     "host_tools.cli.keys",
     "host_tools.cli.virtual",
+    "host_tools.cli.info",
+    "host_tools.cli.sync",
+    "host_tools.cli.outbox",
+    "host_tools.cli.provision",
+    "host_tools.cli.token_keys",
+    "host_tools.cli.service",
 ]
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,9 +60,18 @@ class Upload(Strict):
     syncs: list[SyncIn] = Field(default_factory=list)
 
 
-def correct_time(first_seen: int, sync: SyncIn | SyncSession, previous_synced_at: int | None) -> int:
+# Crystal drift is tens of ppm (seconds a day); a larger offset is a step (a reset clock), where
+# interpolating would smear it over records stamped before the step.
+MAX_DRIFT_CORRECTION_S = 600
+
+
+def correct_time(first_seen: int, sync: SyncIn | SyncSession, previous_synced_at: int | None,
+                 flags: int = 0) -> int:
     """True (host) time for a token time `first_seen` dumped at `sync`."""
-    if previous_synced_at is None or not sync.clock_was_set or sync.token_time <= previous_synced_at:
+    if (previous_synced_at is None or not sync.clock_was_set
+            or flags & record_codec.FLAG_CLOCK_UNSET
+            or abs(sync.correction_s) > MAX_DRIFT_CORRECTION_S
+            or sync.token_time <= previous_synced_at):
         return first_seen + sync.correction_s
     span = sync.token_time - previous_synced_at
     fraction = min(1.0, max(0.0, (first_seen - previous_synced_at) / span))
@@ -141,7 +150,8 @@ def store_upload(session: Session, upload: Upload, by: str, max_records: int) ->
         rows.append({
             "serial": serial, "seq": record.seq, "raw": raw, "rpi": bytes(enc.rpi),
             "aem": bytes(enc.aem), "first_seen_token": enc.first_seen,
-            "first_seen": correct_time(enc.first_seen, owner, previous_sync_time(owner.synced_at)),
+            "first_seen": correct_time(enc.first_seen, owner, previous_sync_time(owner.synced_at),
+                                       enc.flags),
             "duration_s": enc.duration_s, "scans": enc.scans, "rssi_max": enc.rssi_max,
             "rssi_mean": enc.rssi_mean, "flags": enc.flags, "sync_id": sync_rows[id(owner)].id,
         })

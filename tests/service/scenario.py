@@ -69,7 +69,7 @@ class Device:
             rpi, aem = other.advertisement(t)
             enc = records.Encounter(rpi, aem, t - clock_offset_s, stop - t, scans, rssi + 4,
                                     rssi, 0)
-            seq = len(self.log)
+            seq = len(self.log) + 1  # the token's log starts at seq 1
             self.log.append((seq, records.encode(seq, enc)))
             t = interval_end
 
@@ -77,13 +77,13 @@ class Device:
         for i in range(count):
             enc = records.Encounter(os.urandom(16), os.urandom(4), start + i * 700, 30, 1,
                                     rssi, rssi, 0)
-            seq = len(self.log)
+            seq = len(self.log) + 1  # the token's log starts at seq 1
             self.log.append((seq, records.encode(seq, enc)))
 
-    def upload_body(self, synced_at: int, clock_offset_s: int = 0, first_seq: int = 0,
+    def upload_body(self, synced_at: int, clock_offset_s: int = 0, first_seq: int = 1,
                     last_seq: int | None = None) -> dict:
         """The clinic upload for records first_seq..last_seq dumped at one sync."""
-        last_seq = len(self.log) - 1 if last_seq is None else last_seq
+        last_seq = len(self.log) if last_seq is None else last_seq
         chosen = [(s, d) for s, d in self.log if first_seq <= s <= last_seq]
         return {"token": self.serial,
                 "records": [{"seq": s, "data": base64.b64encode(d).decode()} for s, d in chosen],

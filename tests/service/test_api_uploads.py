@@ -53,7 +53,7 @@ def test_resumed_upload_in_two_batches_equals_one(service, clinic, token):
     assert clinic.upload(first)["stored"] == half
     result = clinic.upload(second)
     assert result["stored"] == len(token.log) - half and result["duplicates"] == 1
-    assert [r[0] for r in stored(service, token.serial)] == list(range(len(token.log)))
+    assert [r[0] for r in stored(service, token.serial)] == list(range(1, len(token.log) + 1))
 
 
 def test_differing_record_at_a_stored_sequence_is_a_conflict_not_an_overwrite(service, clinic, token):
@@ -63,9 +63,9 @@ def test_differing_record_at_a_stored_sequence_is_a_conflict_not_an_overwrite(se
     forged = Device()
     forged.serial = token.serial
     aligned = (now - 7200) // 600 * 600
-    forged.hear(Device(), aligned, aligned + 300)  # one record, seq 0
+    forged.hear(Device(), aligned, aligned + 300)  # one record, seq 1
     result = clinic.upload(forged.upload_body(now - 30))
-    assert result["stored"] == 0 and result["conflicts"] == [0]
+    assert result["stored"] == 0 and result["conflicts"] == [1]
     assert stored(service, token.serial) == before
 
 
