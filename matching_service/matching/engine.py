@@ -29,6 +29,7 @@ ROLLING_PERIOD = crypto.ROLLING_PERIOD
 _BITMAP_BITS = 22           # prefilter table: 4 Mi entries, a few heard RPIs set
 _BITMAP_MASK = (1 << _BITMAP_BITS) - 1
 _CHUNK_DEVICES = 4096       # devices per numpy join in the escrowed scan
+MAX_RESOLVE_DAYS = 60       # the escrowed scan costs (devices x days): refuse runaway spans
 
 REASON_TIME = "heard outside the interval tolerance of its key"
 REASON_AEM = "AEM does not decrypt to GAEN metadata"
@@ -271,6 +272,9 @@ def resolve_escrowed(sightings: Sequence[Sighting], devices: Sequence[EscrowedDe
         by_rpi[s.rpi].append(s)
     heard_hi = np.unique(_hi(b"".join(by_rpi)))
     plan = sorted(_needed_intervals(sightings, config.interval_tolerance).items())
+    if len(plan) > MAX_RESOLVE_DAYS:
+        raise ValueError("sightings span %d days; resolve at most %d days at a time"
+                         % (len(plan), MAX_RESOLVE_DAYS))
     seeds = [d.seed for d in devices]
     for d in devices:
         if len(d.seed) != 16:

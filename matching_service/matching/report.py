@@ -65,7 +65,11 @@ def case_report(case_serial: str, sightings: Sequence[Sighting] | SightingIndex,
     devices = list(devices)
     by_serial = {d.serial: d for d in devices}
     venue_serials = {d.serial for d in devices if d.role == ROLE_VENUE}
-    case_log = [s for s in index.sightings if s.observer == case_serial]
+    # Only the fortnight a key server would take keys for: older records (tokens keep 21
+    # days) and records dated in the future by a broken clock are left unresolved.
+    window = ((int(now_s) // DAY_S - config.max_key_age_days) * DAY_S, int(now_s) + DAY_S)
+    full_log = [s for s in index.sightings if s.observer == case_serial]
+    case_log = [s for s in full_log if window[0] <= s.first_seen < window[1]]
 
     heard = resolve_escrowed(case_log, [d for d in devices if d.serial != case_serial], config,
                              workers, report_type)
@@ -85,7 +89,7 @@ def case_report(case_serial: str, sightings: Sequence[Sighting] | SightingIndex,
 
     # Flags over the identifiers this report rests on and the tokens it names.
     named = {case_serial} | set(sides) | {v.serial for visit in venues for v in visit.visitors}
-    case_rpis = {s.seq: s.rpi for s in case_log}
+    case_rpis = {s.seq: s.rpi for s in full_log}
     rpi_sender = {case_rpis[m.seq]: m.sender for m in case_side}
     rpis = set(rpi_sender)
     observed = {(m.observer, m.seq) for m in contact_side}

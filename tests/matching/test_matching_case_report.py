@@ -133,3 +133,11 @@ def test_token_hearing_an_implausible_crowd_is_flagged(town):
     assert flag.serials == ("TT-G",) and "251 different identifiers" in flag.detail
     assert {c.serial: c.flags for c in report.contacts}["TT-G"] == (FLAG_IMPLAUSIBLE_ENCOUNTERS,)
     assert report.unresolved_rpis == 0   # the flood is in G's log, not in the case's
+
+
+def test_case_log_older_than_the_key_window_is_left_unresolved(town):
+    t, logs, devices, sightings = town
+    old = Log("TT-A", first_seq=5000).hear(t["D"], at(9) - 20 * 86400, at(9, 20) - 20 * 86400)
+    report = case_report("TT-A", sightings + old.sightings, devices, now_s=NOW)
+    assert "TT-D" not in {c.serial for c in report.contacts}
+    assert report.unresolved_rpis == len(old.sightings)

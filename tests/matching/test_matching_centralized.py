@@ -78,3 +78,11 @@ def test_two_worker_processes_find_the_same_senders():
     two = resolve_escrowed(case.sightings, many, workers=2)
     assert sorted({m.sender for m in one.matches}) == sorted(e.serial for e in picked)
     assert one == two
+
+
+def test_sightings_spanning_months_are_refused_instead_of_scanning_for_minutes():
+    case = Log("TT-CASE")
+    for day in range(0, 70 * 86400, 86400):
+        case.hear(REGISTRY[3], DAY0 - day, DAY0 - day)
+    with pytest.raises(ValueError, match=r"span 7\d days; resolve at most 60"):
+        resolve_escrowed(case.sightings, DEVICES)
