@@ -198,7 +198,10 @@ def _needed_intervals(sightings: Sequence[Sighting], tolerance: int) -> dict[int
         return {}
     lo = np.array([s.first_seen // INTERVAL_S - tolerance for s in sightings], dtype=np.int64)
     hi = np.array([s.last_seen // INTERVAL_S + tolerance for s in sightings], dtype=np.int64)
-    lo = np.maximum(lo, 0)
+    keep = hi >= 0                      # a time before 1970 (a broken correction) has no interval
+    if not keep.any():
+        return {}
+    lo, hi = np.maximum(lo[keep], 0), hi[keep]
     base = int(lo.min())
     marks = np.zeros(int(hi.max()) - base + 2, dtype=np.int64)
     np.add.at(marks, lo - base, 1)

@@ -86,3 +86,10 @@ def test_sightings_spanning_months_are_refused_instead_of_scanning_for_minutes()
         case.hear(REGISTRY[3], DAY0 - day, DAY0 - day)
     with pytest.raises(ValueError, match=r"span 7\d days; resolve at most 60"):
         resolve_escrowed(case.sightings, DEVICES)
+
+
+def test_record_dated_before_1970_by_a_broken_correction_is_simply_not_resolved():
+    case = Log("TT-CASE").hear(REGISTRY[3], DAY0, DAY0)
+    case.add(bytes(16), bytes(4), -10 * 86400, 0, 1, -60, -60)
+    result = resolve_escrowed(case.sightings, DEVICES)
+    assert [m.seq for m in result.matches] == [0]
