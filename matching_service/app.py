@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -121,6 +122,18 @@ def create_app(settings: Settings, ctx: ServiceContext | None = None) -> FastAPI
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             error.status_code, "http_error")
         return _error(error.status_code, code, str(error.detail), getattr(error, "headers", None))
+
+    @app.exception_handler(sqlalchemy.exc.IntegrityError)
+    async def _integrity(_request: Request, error: sqlalchemy.exc.IntegrityError):
+        # Two requests raced to store the same thing; the loser changed nothing.
+        return _error(409, "conflict", "a concurrent request stored the same data first: "
+                                       "repeat the request (uploads are idempotent)")
+
+    @app.exception_handler(sqlalchemy.exc.OperationalError)
+    async def _database_down(_request: Request, error: sqlalchemy.exc.OperationalError):
+        log.error("database unavailable: %s", error.orig)
+        return _error(503, "unavailable", "the database is unavailable: try again shortly",
+                      {"Retry-After": "5"})
 
     @app.exception_handler(Exception)
     async def _internal(_request: Request, error: Exception):

@@ -99,16 +99,19 @@ def current_revision(engine: sa.Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def insert_ignoring_duplicates(session: Session, table, rows: list[dict], keys: list[str]) -> None:
+def insert_ignoring_duplicates(session: Session, table, rows: list[dict], keys: list[str]) -> int:
     """Bulk INSERT that skips rows whose `keys` already exist (a concurrent replay), on both
-    SQLite and PostgreSQL."""
+    SQLite and PostgreSQL. Returns how many rows were actually inserted."""
     if not rows:
-        return
+        return 0
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table).on_conflict_do_nothing(index_elements=keys)
+    statement = insert(table).on_conflict_do_nothing(index_elements=keys).returning(
+        *[table.c[k] for k in keys])
+    inserted = 0
     for start in range(0, len(rows), 5000):
-        session.execute(statement, rows[start:start + 5000])
+        inserted += len(session.execute(statement, rows[start:start + 5000]).all())
+    return inserted

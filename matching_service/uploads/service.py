@@ -155,8 +155,9 @@ def store_upload(session: Session, upload: Upload, by: str, max_records: int) ->
             "duration_s": enc.duration_s, "scans": enc.scans, "rssi_max": enc.rssi_max,
             "rssi_mean": enc.rssi_mean, "flags": enc.flags, "sync_id": sync_rows[id(owner)].id,
         })
-    insert_ignoring_duplicates(session, EncounterRecord.__table__, rows, ["serial", "seq"])
-    return {"token": serial, "stored": len(rows), "duplicates": duplicates,
+    inserted = insert_ignoring_duplicates(session, EncounterRecord.__table__, rows, ["serial", "seq"])
+    duplicates += len(rows) - inserted  # a concurrent request stored them first
+    return {"token": serial, "stored": inserted, "duplicates": duplicates,
             "conflicts": conflicts, "syncs_stored": new_syncs,
             "new_first_seen_min": min((r["first_seen"] for r in rows), default=None)}
 

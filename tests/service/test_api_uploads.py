@@ -171,3 +171,20 @@ def test_too_many_records_in_one_upload(service, clinic):
     assert refused.value.status == 413
     assert "2000" in str(refused.value)
     assert stored(service, device.serial) == []
+
+
+def test_concurrent_replays_store_each_record_once(service, clinic, token):
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = token.upload_body(int(time.time()) - 60)
+    key = service.new_key("clinic")
+
+    def send(_):
+        with service.http(key) as http:
+            return http.post("/v1/uploads", json=body)
+
+    with ThreadPoolExecutor(6) as pool:
+        replies = list(pool.map(send, range(6)))
+    assert {r.status_code for r in replies} <= {200, 409}
+    assert sum(r.json().get("stored", 0) for r in replies if r.status_code == 200) == len(token.log)
+    assert [r[0] for r in stored(service, token.serial)] == [s for s, _ in token.log]
