@@ -77,6 +77,7 @@ def test_positive_case_names_contact_and_venue_and_exposes_only_the_near_token(
 
     assert [e["serial"] for e in report["exposed"]] == [near.serial]
     assert far.serial not in contacts
+    assert report["flags"] == []
 
     near_status = clinic.status(near.serial)
     assert near_status["status"] == "exposed"
@@ -134,3 +135,29 @@ def test_reused_code_is_refused_and_changes_nothing(service, clinic, official):
                                case.upload_body(now - 60))
     assert refused.value.status == 409
     assert [c["case_id"] for c in official.cases() if c["token"] == case.serial] == [first["case_id"]]
+
+
+def test_relayed_identifier_is_flagged_in_the_case_report(service, clinic, official):
+    """The case's RPIs heard at the same moment at a market and, through a relay, at a bus
+    station across town: the report flags it instead of trusting it silently."""
+    now = int(time.time())
+    day = now // DAY_S - 1
+    start = day * DAY_S + 14 * 3600
+    case, near, victim = Device(), Device(), Device()
+    market = Device(role="venue", venue_name="Central market", venue_place="Ward 3")
+    station = Device(role="venue", venue_name="Bus station", venue_place="Ward 9")
+    for listener, venue in ((near, market), (victim, station)):
+        listener.hear(case, start, start + 30 * 60, rssi=-60)
+        listener.hear(venue, start, start + 30 * 60, rssi=-70)
+    case.hear(market, start, start + 30 * 60, rssi=-70)
+    clinic.register([d.provisioning() for d in (case, near, victim, market, station)])
+    for listener in (near, victim):
+        clinic.upload(listener.upload_body(now - 60))
+    code = official.issue_code(case.serial)["code"]
+    case_id = clinic.report_positive(code, case.diagnosis_keys([day]),
+                                     case.upload_body(now - 60))["case_id"]
+    report = official.case_report(case_id)
+    relay = [f for f in report["flags"] if f["kind"] == "relay"]
+    assert relay and {near.serial, victim.serial} <= set(relay[0]["serials"])
+    flagged = {c["serial"] for c in report["contacts"] if "relay" in c["flags"]}
+    assert victim.serial in flagged
