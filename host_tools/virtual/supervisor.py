@@ -117,7 +117,10 @@ class Supervisor:
         self.rtc_offset_s = self._power_on_offset(self.clock_mode)
         self.proc: subprocess.Popen | None = None
         self.console_fd: int | None = None
-        self.user_fd, self.pty_path = bridge.open_user_pty()
+        try:
+            self.user_fd, self.pty_path = bridge.open_user_pty()
+        except OSError as error:
+            raise TokenToolError(f"cannot allocate a pseudo-terminal for the console: {error.strerror or error}") from None
         self.user_present = False
         self.to_user = bridge.Pipe()
         self.to_console = bridge.Pipe()

@@ -196,3 +196,34 @@ def test_injected_power_cut_kills_the_chip_and_the_token_cold_boots_with_its_fil
         seconds = int(token.exec("import json, hal_virtual; print(hal_virtual.open_board("
                                  "json.load(open('/board.json'))).rtc.seconds())"))
         assert seconds < 946684800 + 60  # power loss reset the RTC to 2000-01-01
+
+
+def test_a_missing_micropython_interpreter_is_one_clear_line_and_creates_nothing(tmp_path, monkeypatch, capsys):
+    from host_tools import cli
+
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert cli.main(["virtual", "start", "--state", str(tmp_path / "tok")]) == 1
+    assert capsys.readouterr().err == ("tokentool: the micropython interpreter is missing; "
+                                       "run `make test` or `make demo` once to install it\n")
+    assert not (tmp_path / "tok").exists()
+
+
+def test_cut_after_writes_at_start_cold_boots_once_and_the_token_runs_on(tmp_path):
+    result = tokentool("virtual", "start", "--state", str(tmp_path / "tok"), "--cut-after-writes", "0", "--json")
+    assert result.returncode == 0, result.stderr
+    token_state = tmp_path / "tok"
+    try:
+        log = token_state / "supervisor.log"
+        deadline = time.monotonic() + 15
+        while "boot 2" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        text = log.read_text()
+        assert "power cut injected" in text and "boot 2" in text and "boot 3" not in text
+        pty = json.loads(result.stdout)["pty"]
+        listing = subprocess.run([str(Path(sys.executable).with_name("mpremote")), "connect", pty, "resume",
+                                  "exec", "import os; print(sorted(os.listdir('/')))"],
+                                 capture_output=True, text=True, timeout=30)
+        assert "main.py" in listing.stdout, listing.stdout + listing.stderr
+    finally:
+        tokentool("virtual", "stop", "--state", str(token_state))
