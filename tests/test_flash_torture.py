@@ -1,7 +1,7 @@
 """Power-cut torture of the flash store on real littlefs under the real MicroPython interpreter.
 
 A workload (appends with periodic commits, segment rotation, an acknowledgement, retention that
-deletes a segment, event-log writes; and, on a tiny chip, the full-flash policy dropping old
+deletes a segment, an own-TEK update, event-log writes; and, on a tiny chip, the full-flash policy dropping old
 segments) is replayed once per block-write index N with the virtual flash chip losing power
 after N program/erase operations. After each cut a fresh FileBlockDevice on the same image
 "powers up" the chip and the test checks what a user of the token relies on:
@@ -9,7 +9,7 @@ after N program/erase operations. After each cut a fresh FileBlockDevice on the 
 - littlefs mounts without being reformatted;
 - every record whose commit() returned is present and intact (except those the full-flash or
   retention policy was entitled to drop), with no gap between the oldest and the newest;
-- the acknowledgement cursor never went back;
+- the acknowledgement cursor never went back; the own-TEK file holds the old or the new keys;
 - sequence numbers continue past everything that reached the flash, and logging continues.
 
 One interpreter process handles a whole range of cut indices (fresh image copy per index).
@@ -35,6 +35,7 @@ import vfs
 import blockdev
 from tokenfw import records
 from tokenfw.eventlog import EventLog
+from tokenfw.keystore import KeyStore
 from tokenfw.store import Store
 
 WORKLOAD, BLOCKS, BASE, WORK, START, STOP = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
@@ -73,6 +74,11 @@ class Progress:
     acked = 0           # cursor ack() returned
     acking = 0          # cursor an ack in flight may have written
     may_drop_below = 1  # the store may have dropped records below this seq
+    key_put = False     # a KeyStore.put was started
+    key_done = False    # ... and returned
+
+
+KEY = (b"\x7e" * 16, 2945376)
 
 
 def fill(store, progress, count):
@@ -84,6 +90,10 @@ def fill(store, progress, count):
         if seq % 6 == 0:
             store.commit()
             progress.committed = seq
+        if i == 60:
+            progress.key_put = True
+            KeyStore(MOUNT + "/keys.bin").put(*KEY)
+            progress.key_done = True
         if i == 90:
             progress.acking = progress.committed - 10
             progress.acked = store.ack(progress.acking)
@@ -103,6 +113,7 @@ def workload(progress, cut):
     progress.committed = store.committed_seq
     progress.acked = progress.acking = store.acked_seq
     progress.may_drop_below = store.oldest_seq
+    progress.key_done = progress.key_put = bool(KeyStore(MOUNT + "/keys.bin").entries())
     fill(store, progress, 200 if WORKLOAD == "normal" else 110)
     return bdev, store.stats()
 
@@ -144,6 +155,9 @@ def verify(progress):
             return "ack cursor %d, expected %d" % (store.acked_seq, progress.acked)
         if store.next_seq != last + 1:
             return "next seq %d after a log ending at %d" % (store.next_seq, last)
+        keys = KeyStore(MOUNT + "/keys.bin").entries()
+        if keys != [KEY] and (progress.key_done or keys):
+            return "own keys %r after the cut (put started %s, returned %s)" % (keys, progress.key_put, progress.key_done)
         # logging continues
         for _ in range(10):
             store.append(encounter(store.next_seq))
