@@ -64,7 +64,7 @@ def _file_size(path):
 
 
 def _names(root):
-    """Names in `root` without building a list where the port can iterate (MicroPython)."""
+    # Names in `root` without building a list where the port can iterate (MicroPython).
     if hasattr(os, "ilistdir"):
         for entry in os.ilistdir(root):
             yield entry[0]
@@ -86,14 +86,13 @@ def _mkdirs(path):
 
 
 class Store:
-    """The encounter log. All sequence numbers are u32 and start at 1; 0 means "none".
-
-    append(enc) -> seq      buffer one encounter (auto-commits when the batch is full)
-    commit() -> n           make the buffered batch durable; returns records written
-    read(from_seq, limit)   yields (seq, 32 record bytes) of committed records, corrupt skipped
-    ack(upto_seq) -> seq    the host stored everything up to upto_seq (persisted atomically)
-    acked_seq, next_seq, oldest_seq, pending(), enforce_retention(now), stats(), wipe()
-    """
+    # The encounter log. All sequence numbers are u32 and start at 1; 0 means "none".
+    #
+    # append(enc) -> seq      buffer one encounter (auto-commits when the batch is full)
+    # commit() -> n           make the buffered batch durable; returns records written
+    # read(from_seq, limit)   yields (seq, 32 record bytes) of committed records, corrupt skipped
+    # ack(upto_seq) -> seq    the host stored everything up to upto_seq (persisted atomically)
+    # acked_seq, next_seq, oldest_seq, pending(), enforce_retention(now), stats(), wipe()
 
     def __init__(self, root="/log", batch_records=BATCH_RECORDS, segment_records=SEGMENT_RECORDS,
                  max_segments=None, reserve_blocks=RESERVE_BLOCKS, events=None):
@@ -175,8 +174,8 @@ class Store:
             self._new_segment(floor)
 
     def _new_segment(self, first):
-        """Create the empty segment whose first record will have seq `first` (durably, before
-        any older segment may be deleted: its name carries the sequence forward)."""
+        # Create the empty segment whose first record will have seq `first` (durably, before
+        # any older segment may be deleted: its name carries the sequence forward).
         with open(self._path(first), "wb"):
             pass
         self._firsts.append(first)
@@ -193,17 +192,17 @@ class Store:
 
     @property
     def next_seq(self):
-        """Seq the next appended record gets (uncommitted ones included)."""
+        # Seq the next appended record gets (uncommitted ones included).
         return self._firsts[-1] + self._counts[-1] + self._batched
 
     @property
     def committed_seq(self):
-        """Highest committed seq (0 when none was ever committed)."""
+        # Highest committed seq (0 when none was ever committed).
         return self._firsts[-1] + self._counts[-1] - 1
 
     @property
     def oldest_seq(self):
-        """Seq of the oldest record still stored (== next committed seq when the log is empty)."""
+        # Seq of the oldest record still stored (== next committed seq when the log is empty).
         for index in range(len(self._firsts)):
             if self._counts[index]:
                 return self._firsts[index]
@@ -214,7 +213,7 @@ class Store:
         return self._state["acked_seq"]
 
     def pending(self):
-        """Committed records the host has not acknowledged yet."""
+        # Committed records the host has not acknowledged yet.
         acked = self._state["acked_seq"]
         total = 0
         for index in range(len(self._firsts)):
@@ -225,7 +224,7 @@ class Store:
         return total
 
     def records(self):
-        """Committed records stored (corrupt ones included: their space is still used)."""
+        # Committed records stored (corrupt ones included: their space is still used).
         total = 0
         for count in self._counts:
             total += count
@@ -234,7 +233,7 @@ class Store:
     # ---- writing -------------------------------------------------------------------------
 
     def append(self, enc):
-        """Buffer encounter `enc`; returns its seq. Commits first when the batch is full."""
+        # Buffer encounter `enc`; returns its seq. Commits first when the batch is full.
         if self._batched == self._batch_capacity:
             self.commit()
         seq = self.next_seq
@@ -248,11 +247,11 @@ class Store:
         return self._batched
 
     def commit(self):
-        """Write the buffered batch; when this returns the records survive a power cut.
-
-        Never stops logging: a full flash drops the oldest segments (acknowledged ones are the
-        oldest) and retries; if even that fails the batch is dropped, counted and logged.
-        Returns the number of records written."""
+        # Write the buffered batch; when this returns the records survive a power cut.
+        #
+        # Never stops logging: a full flash drops the oldest segments (acknowledged ones are the
+        # oldest) and retries; if even that fails the batch is dropped, counted and logged.
+        # Returns the number of records written.
         total = self._batched
         done = 0
         failures = 0
@@ -289,8 +288,8 @@ class Store:
         self._counts[-1] += count
 
     def _recover_write(self, error, failures):
-        """After a failed append: find what reached the flash, make room, and say whether a
-        retry can succeed. The batch records keep their seqs (their checks bind them)."""
+        # After a failed append: find what reached the flash, make room, and say whether a
+        # retry can succeed. The batch records keep their seqs (their checks bind them).
         last = self._firsts[-1]
         size = _file_size(self._path(last))
         expected = self._counts[-1] * _RECORD
@@ -313,7 +312,7 @@ class Store:
                 self._drop_oldest()
 
     def _make_room(self):
-        """Before a new segment: drop oldest segments until a full segment fits."""
+        # Before a new segment: drop oldest segments until a full segment fits.
         needed = self._segment_blocks() + self.reserve_blocks
         while len(self._firsts) > 1:
             free = self._free_blocks()
@@ -344,8 +343,8 @@ class Store:
         return info[3] if info[3] <= info[2] else 0
 
     def _drop_oldest(self, forced=False):
-        """Delete the oldest segment (counting its records). The newest is only deleted after a
-        successor exists; returns False when nothing could be dropped."""
+        # Delete the oldest segment (counting its records). The newest is only deleted after a
+        # successor exists; returns False when nothing could be dropped.
         if len(self._firsts) == 1:
             if not forced or self._counts[0] == 0:
                 return False
@@ -388,8 +387,8 @@ class Store:
     # ---- reading -------------------------------------------------------------------------
 
     def read(self, from_seq=1, limit=None):
-        """Yield (seq, record bytes) for committed records with seq >= from_seq, oldest first,
-        at most `limit` of them. Corrupt records are skipped and counted, never raised."""
+        # Yield (seq, record bytes) for committed records with seq >= from_seq, oldest first,
+        # at most `limit` of them. Corrupt records are skipped and counted, never raised.
         remaining = limit
         buf = self._probe
         index = 0
@@ -431,8 +430,8 @@ class Store:
     # ---- acknowledgement -----------------------------------------------------------------
 
     def ack(self, upto_seq):
-        """The host has durably stored every record up to `upto_seq`. The cursor only moves
-        forward and never past the committed log. Returns the cursor."""
+        # The host has durably stored every record up to `upto_seq`. The cursor only moves
+        # forward and never past the committed log. Returns the cursor.
         if not isinstance(upto_seq, int) or upto_seq < 0:
             raise ValueError("ack needs a non-negative sequence number")
         target = min(upto_seq, self.committed_seq)
@@ -444,10 +443,10 @@ class Store:
     # ---- retention -----------------------------------------------------------------------
 
     def enforce_retention(self, now, retention_s=RETENTION_S):
-        """Delete segments whose newest record is older than the retention period. Records
-        stamped while the clock was unset are never judged (their time is not comparable);
-        a `now` before 2020 means the clock is unset: nothing is deleted. Returns records
-        removed."""
+        # Delete segments whose newest record is older than the retention period. Records
+        # stamped while the clock was unset are never judged (their time is not comparable);
+        # a `now` before 2020 means the clock is unset: nothing is deleted. Returns records
+        # removed.
         if now is None or now < _EARLIEST_CLOCK:
             return 0
         limit = now - retention_s
@@ -467,8 +466,8 @@ class Store:
         return removed
 
     def _newest_time(self, index):
-        """End time (first_seen + duration) of the newest intact, clock-set record among the
-        last few of segment `index`; None when there is none."""
+        # End time (first_seen + duration) of the newest intact, clock-set record among the
+        # last few of segment `index`; None when there is none.
         first = self._firsts[index]
         count = self._counts[index]
         buf = self._probe
@@ -497,8 +496,8 @@ class Store:
     # ---- maintenance ---------------------------------------------------------------------
 
     def wipe(self):
-        """Delete every stored record (buffered ones too). Sequence numbers continue, so a host
-        never confuses a new record with one it already has."""
+        # Delete every stored record (buffered ones too). Sequence numbers continue, so a host
+        # never confuses a new record with one it already has.
         self._batched = 0
         start = self.committed_seq + 1
         self._new_segment(start)
