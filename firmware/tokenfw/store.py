@@ -513,7 +513,7 @@ class Store:
         try:
             info = os.statvfs(self.root)
             total = info[1] * info[2]
-            free = info[1] * (self._free_blocks() or 0)
+            free = info[1] * (info[3] if info[3] <= info[2] else 0)  # see _free_blocks
         except (OSError, AttributeError):
             pass
         state = self._state
