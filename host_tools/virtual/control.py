@@ -78,7 +78,7 @@ def _lock(state: Path):
 def start(name: str = DEFAULT_NAME, state: str | os.PathLike | None = None, scenario=None,
           air=None, time_scale: float | None = None, clock: str = "set", board: str = "virtual",
           refresh_firmware: bool = True, cut_after_writes: int | None = None,
-          rssi_noise_db: float = 2.0, seed: int | None = None, compiled: bool = True) -> dict:
+          rssi_noise_db: float | None = None, seed: int | None = None, compiled: bool = True) -> dict:
     """Start a virtual token in the background; returns its info (pty, state, pid, name, ...)
     once the interpreter has booted from the flash image."""
     _check_name(name)
@@ -92,6 +92,12 @@ def start(name: str = DEFAULT_NAME, state: str | os.PathLike | None = None, scen
     if scenario is not None:
         load_scenario(scenario)  # a bad line is reported here, with its number, before anything starts
         scenario = Path(scenario).resolve()
+    board_config = flash.board_config(board)
+    if board_config.get("hal") != "hal_virtual":
+        raise UsageError(f"board {board!r} is real hardware (HAL {board_config.get('hal')!r}); "
+                         "a virtual token needs a board whose HAL is hal_virtual")
+    if rssi_noise_db is None:
+        rssi_noise_db = float(board_config.get("radio", {}).get("rssi_noise_db", 2.0))
     micropython.interpreter()  # a clear error when it is missing
     try:
         state.mkdir(parents=True, exist_ok=True)
@@ -104,7 +110,7 @@ def start(name: str = DEFAULT_NAME, state: str | os.PathLike | None = None, scen
         read_end, write_end = os.pipe()
         # On an ESP32 the firmware is frozen: its bytecode runs from flash and costs no heap.
         # Here it is loaded from .mpy files into the heap, so the cap grows by that much.
-        heap_bytes = int(flash.board_config(board).get("heap_bytes", micropython.ESP32_HEAP_BYTES)) \
+        heap_bytes = int(board_config.get("heap_bytes", micropython.ESP32_HEAP_BYTES)) \
             + prepared["bytecode_bytes"]
         command = [sys.executable, "-m", "host_tools.virtual.supervisor", "--state", str(state),
                    "--heap-bytes", str(heap_bytes),

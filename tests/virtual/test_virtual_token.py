@@ -227,3 +227,10 @@ def test_cut_after_writes_at_start_cold_boots_once_and_the_token_runs_on(tmp_pat
         assert "main.py" in listing.stdout, listing.stdout + listing.stderr
     finally:
         tokentool("virtual", "stop", "--state", str(token_state))
+
+
+def test_a_real_hardware_board_cannot_be_started_as_a_virtual_token(tmp_path):
+    result = tokentool("virtual", "start", "--state", str(tmp_path / "tok"), "--board", "esp32-c3")
+    assert result.returncode == 2
+    assert result.stderr.startswith("tokentool: board 'esp32-c3' is real hardware")
+    assert not (tmp_path / "tok").exists()
