@@ -1,5 +1,7 @@
 """Decentralized matching: stored logs against published diagnosis keys."""
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from matching_service.matching import (DiagnosisKey, RiskConfig, Sighting, match_keys,
                                        score_exposures)
@@ -143,3 +145,19 @@ def test_malformed_sighting_is_refused_with_a_clear_error():
     bad = Sighting("TT-OBS", 7, b"short", bytes(4), TEN_AM, 0, 1, -60, -60)
     with pytest.raises(ValueError, match="TT-OBS/7 has an RPI of 5 bytes"):
         match_keys([bad], [], now_s=NOW)
+
+
+@settings(max_examples=60, deadline=None)
+@given(clock_error_s=st.integers(-5 * 3600, 5 * 3600), heard_at=st.integers(0, 86399),
+       tolerance=st.integers(0, 18))
+def test_match_exactly_when_the_senders_interval_is_within_tolerance(clock_error_s, heard_at,
+                                                                      tolerance):
+    case = Emitter("TT-CASE", clock_error_s=clock_error_s)
+    t = DAY0 + heard_at
+    log = Log("TT-OBS").hear(case, t, t)
+    sent_enin = (t + clock_error_s) // 600
+    within = abs(sent_enin - t // 600) <= tolerance
+    result = match_keys(log.sightings, case.keys(DAY - 1, DAY + 1),
+                        RiskConfig(interval_tolerance=tolerance), now_s=NOW)
+    assert [m.enin for m in result.matches] == ([sent_enin] if within else [])
+    assert len(result.rejections) == (0 if within else 1)
