@@ -129,12 +129,12 @@ class ServiceClient:
     """One matching service, one API key."""
 
     def __init__(self, url: str, key: str, timeout_s: float = 30.0, retries: int = 4,
-                 backoff_s: float = 0.5, sleep: Callable[[float], None] = time.sleep,
+                 backoff_s: float = 0.5, sleep: Callable[[float], None] | None = None,
                  transport: httpx.BaseTransport | None = None):
         self.url = url.rstrip("/")
         self.retries = retries
         self.backoff_s = backoff_s
-        self._sleep = sleep
+        self._sleep = sleep or time.sleep
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s, transport=transport,
                                   headers={"Authorization": f"Bearer {key}",
                                            "User-Agent": "tokentool"})

@@ -132,8 +132,9 @@ class SyncClient:
 
     def _raise_error(self, cmd: int, payload: bytes) -> None:
         code = payload[0] if payload else 0
-        text = payload[1:].decode("utf-8", "replace")
+        detail = payload[1:].decode("utf-8", "replace")
         name = hc.NAMES.get(cmd, str(cmd))
+        text = explain_refusal(cmd, code, detail)
         if code == m.E_AUTH:
             raise AuthFailed(f"token on {self.port} refused {name}: {text}", self.port, code)
         if code == m.E_VERSION:
@@ -327,6 +328,40 @@ class SyncClient:
                 return out
             out.extend(page)
             from_seq = page[-1][0] + 1
+
+
+_FIELD_RULES = {
+    "serial": "the serial must look like TT-7F3A9C21",
+    "role": "the role must be wearable or venue",
+    "identity": "the identity must be escrowed or private",
+    "seed": "an escrowed token needs a 16-byte seed",
+    "auth_key": "the auth key must be 32 bytes",
+    "tx_power_dbm": "the TX power must be an integer from -127 to 20 dBm",
+    "board": "the board must be a short name",
+}
+
+
+def explain_refusal(cmd: int, code: int, detail: str) -> str:
+    """The sentence for a token's terse ERROR (the token keeps its texts short to save RAM)."""
+    if code == m.E_AUTH:
+        if detail == "wrong auth key":
+            return "authentication failed: wrong auth key for this token"
+        return "authentication required: the token wants a fresh challenge (run the command again)"
+    if code == m.E_NOT_PROVISIONED:
+        return "the token is not provisioned, so it has no auth key yet"
+    if code == m.E_HELLO_FIRST:
+        return "the token expected a handshake first (run the command again)"
+    if code == m.E_UNKNOWN_COMMAND:
+        return "the token's firmware does not know this command; deploy newer firmware"
+    if code == m.E_REFUSED and detail.endswith(" unsynced"):
+        return f"the token holds {detail.split()[0]} records not yet synced: sync it (or wipe it) first"
+    if code == m.E_BAD_REQUEST and cmd == m.PROVISION and detail in _FIELD_RULES:
+        return f"invalid identity: {_FIELD_RULES[detail]}"
+    if code == m.E_BAD_REQUEST and detail.startswith("host time") or "outside" in detail:
+        return f"this computer's clock looks wrong ({detail}); fix the date and time and sync again"
+    if code == m.E_INTERNAL:
+        return f"the token hit an internal error ({detail}); reset it and try again"
+    return detail or f"error {code}"
 
 
 def _repl_message(port: str) -> str:

@@ -107,11 +107,9 @@ def sync_token(transport: Transport, outbox: Outbox, *, now: Callable[[], float]
             last = records[-1][0]
             if progress:
                 progress(min(total, last - start + 1), total)
-        # Everything the token held below `until` is now on disk here: tell the token.
-        if until - 1 > acked:
-            acked_now = client.ack(until - 1)
-        else:
-            acked_now = acked
+        # Everything the token held below `until` is now on disk here: tell the token. (Sent
+        # even when there was nothing new: the token notes the sync for its status light.)
+        acked_now = client.ack(max(until - 1, acked))
         after = client.info()
     except BaseException as error:
         outbox.finish_sync(session, acked_seq=None, status="failed", error=str(error) or type(error).__name__)

@@ -19,6 +19,7 @@ The service URL and the clinic's API key come from --service / the environment
 from __future__ import annotations
 
 import argparse
+import base64
 
 from host_tools.cli.output import add_json_flag, emit
 from host_tools.errors import UsageError
@@ -178,6 +179,18 @@ def run_upload(args) -> int:
     return 0
 
 
+def case_log_from_outbox(outbox: Outbox, serial: str) -> dict:
+    """The token's full log as the outbox holds it (uploaded or not), in the upload format:
+    what `report-positive` sends with the diagnosis keys (the service stores it idempotently)."""
+    rows = [(seq, bytes(data)) for _serial, seq, data, _uploaded, _sync in outbox.records_of(serial)]
+    if not rows:
+        raise UsageError(f"the outbox holds no records of {serial}: sync the token first")
+    ranges = outbox._correction_ranges(serial)
+    return {"token": serial,
+            "records": [{"seq": seq, "data": base64.b64encode(data).decode()} for seq, data in rows],
+            "syncs": ranges}
+
+
 def run_status(args) -> int:
     with _client(args) as client:
         reply = client.status(args.serial)
@@ -185,4 +198,5 @@ def run_status(args) -> int:
     return 0
 
 
-__all__ = ["register", "upload_outbox", "push_registrations", "ServiceUnreachable"]
+__all__ = ["register", "upload_outbox", "push_registrations", "case_log_from_outbox",
+           "ServiceUnreachable"]

@@ -71,9 +71,11 @@ def source_of(key: DiagnosisKey) -> str:
     return f"case:{key.case_id}" if key.case_id is not None else f"import:{key.import_id}"
 
 
-def load_keys(session: Session, sources: list[str] | None = None, since_interval: int | None = None
-              ) -> list[matching.DiagnosisKey]:
+def load_keys(session: Session, sources: list[str] | None = None, since_interval: int | None = None,
+              until_interval: int | None = None) -> list[matching.DiagnosisKey]:
     query = sa.select(DiagnosisKey)
+    if until_interval is not None:
+        query = query.where(DiagnosisKey.rolling_start_interval <= until_interval)
     if since_interval is not None:
         query = query.where(DiagnosisKey.rolling_start_interval + DiagnosisKey.rolling_period
                             >= since_interval)
@@ -122,7 +124,14 @@ def rematch_tokens(ctx: ServiceContext, serials: list[str]) -> None:
     with ctx.sessions() as session:
         since = now - LOOKBACK_DAYS * DAY_S
         sightings = load_sightings(session, serials, since)
-        keys = load_keys(session, since_interval=since // INTERVAL_S)
+        keys = []
+        if sightings:
+            # Only keys whose day could concern these logs (their time span +- the tolerance).
+            tolerance = config.interval_tolerance
+            first = min(s.first_seen for s in sightings) // INTERVAL_S - tolerance
+            last = max(s.first_seen + s.duration_s for s in sightings) // INTERVAL_S + tolerance
+            keys = load_keys(session, since_interval=max(first, since // INTERVAL_S),
+                             until_interval=last)
         result = matching.match_keys(sightings, keys, config, now)
         _store(session, _daily_rows(matching.score_exposures(result.matches, config), "keys", now),
                serials=serials, method="keys")

@@ -108,3 +108,32 @@ def test_status_of_unknown_token_and_missing_config(service, clinic_env, capsys,
     monkeypatch.delenv("TOKENTOOL_SERVICE_URL")
     code, _, err = run(capsys, "status", "TT-00000001")
     assert code == 2 and "TOKENTOOL_SERVICE_URL" in err
+
+
+def test_case_log_from_outbox_redeems_with_the_full_log(service, official, clinic_env):
+    from host_tools.cli.service import case_log_from_outbox
+
+    now = int(time.time())
+    case, other = Device(), Device()
+    case.hear(other, now - 7200, now - 5400)
+    provision_and_sync(case, clock_offset_s=30)
+    with ServiceClient(service.url, service.new_key("clinic"), retries=0) as clinic:
+        clinic.register([case.provisioning(), other.provisioning()])
+        with Outbox() as outbox:
+            log = case_log_from_outbox(outbox, case.serial)
+        code = official.issue_code(case.serial)["code"]
+        result = clinic.report_positive(code, case.diagnosis_keys([now // DAY_S]), log)
+    assert result["log"]["stored"] == len(case.log)
+
+
+def test_client_backs_off_honouring_retry_after(service):
+    waits = []
+    key = service.new_key("clinic", rate_limit_per_min=1)
+    with ServiceClient(service.url, key, retries=3, sleep=waits.append) as client:
+        client.health()
+        with pytest.raises(Exception):
+            client.status("TT-00000001")  # 404 spends the one request of this minute
+        with pytest.raises(Exception) as limited:
+            client.status("TT-00000001")
+    assert getattr(limited.value, "status", None) == 429
+    assert len(waits) == 3 and all(30 <= w <= 60 for w in waits)

@@ -1,0 +1,191 @@
+"""Positions, ground truth and radio links, slot by slot, vectorised with numpy.
+
+For each 5-minute slot every wearer has a position: in a room of their home, or somewhere in a
+venue (next to the household member they came with, if any). Two wearers in the same terrace of
+homes or the same venue are a pair; for each pair and slot we know the distance, the walls
+between them, and so:
+
+- ground truth: a close-contact slot when they are within 2 m in the same space (no wall
+  between them); per pair and UTC day the close seconds add up, and 15 minutes make a close
+  contact (the definition public-health agencies use);
+- radio links: the mean RSSI each hears the other at (radio.py), kept when it could ever be
+  heard; venue beacons give one-way links to everyone at their venue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import radio
+from .community import (ENV_INDOOR, HOME, HOME_WIDTH_M, ROOM_M, ROOM_STAY, ROOMS_PER_HOME,
+                        SLOT_S, SLOTS_PER_DAY, Community, is_night)
+
+CLOSE_CONTACT_M = 2.0
+CLOSE_CONTACT_S = 900
+
+
+@dataclass
+class Links:
+    """Directed radio links, sorted by (observer, slot). Advertisers >= n are venue beacons."""
+
+    observer: np.ndarray   # int32
+    slot: np.ndarray       # int32
+    advertiser: np.ndarray  # int32
+    rssi: np.ndarray       # float32, mean dBm before per-window fading
+    distance: np.ndarray   # float32, m
+    in_range: np.ndarray   # int16, advertisers this observer could hear in this slot
+
+    def __len__(self) -> int:
+        return len(self.observer)
+
+
+@dataclass
+class Truth:
+    """Close seconds per unordered wearer pair and day (a < b), for pairs with any close slot."""
+
+    a: np.ndarray
+    b: np.ndarray
+    day: np.ndarray
+    seconds: np.ndarray
+    wall_pairs: set        # (a, b) pairs ever linked through a party wall
+
+
+def tx_radiated(c: Community, tx_power_dbm: int, seed: int) -> np.ndarray:
+    """Radiated TX power of each token (wearers, then venue beacons)."""
+    rng = np.random.default_rng([seed, 0x7C])
+    total = c.n + len(c.venues)
+    return (tx_power_dbm + rng.normal(0.0, radio.TX_SPREAD_SIGMA_DB, total)).astype(np.float32)
+
+
+def compute(c: Community, tx: np.ndarray) -> tuple[Links, Truth]:
+    parts, truth_parts, wall_pairs = [], [], set()
+    for day in range(c.config.days):
+        links, truth, walls = _day(c, tx, day)
+        parts.append(links)
+        truth_parts.append(truth)
+        wall_pairs |= walls
+    cat = [np.concatenate([p[i] for p in parts]) for i in range(6)]
+    order = np.lexsort((cat[2], cat[1], cat[0]))
+    links = Links(*(a[order] for a in cat))
+    t = [np.concatenate([p[i] for p in truth_parts]) for i in range(4)]
+    return links, Truth(t[0], t[1], t[2], t[3], wall_pairs)
+
+
+def _positions(c: Community, day: int, rng: np.random.Generator):
+    n = c.n
+    s0, s1 = day * SLOTS_PER_DAY, (day + 1) * SLOTS_PER_DAY
+    loc = c.location[:, s0:s1].astype(np.int32)
+    slots = s1 - s0
+    night = is_night(np.arange(slots))[None, :]
+    # Rooms by day: a Markov chain (stay with ROOM_STAY), forward-filled from the change points.
+    change = rng.random((n, slots)) > ROOM_STAY
+    change[:, 0] = True
+    drawn = rng.integers(0, ROOMS_PER_HOME, (n, slots))
+    idx = np.where(change, np.arange(slots)[None, :], 0)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    room = np.take_along_axis(drawn, idx, axis=1)
+    room = np.where(night, c.bedroom[:, None], room)
+    home_x0 = (c.unit[c.household] * HOME_WIDTH_M)[:, None]
+    spread = np.where(night, 0.6, 1.6)  # in bed vs about the room
+    hx = home_x0 + room * ROOM_M + ROOM_M / 2 + rng.uniform(-1, 1, (n, slots)) * spread
+    hy = ROOM_M / 2 + rng.uniform(-1, 1, (n, slots)) * spread
+    # Venues: anywhere in the venue; companions stand next to the one they came with.
+    sizes = np.array([v.kind.size_m for v in c.venues])
+    at = np.maximum(loc, 0)
+    vx = rng.random((n, slots)) * sizes[at, 0]
+    vy = rng.random((n, slots)) * sizes[at, 1]
+    comp = c.companion[:, s0:s1]
+    follower = (comp >= 0) & (comp < np.arange(n)[:, None])
+    fi, fs = np.nonzero(follower)
+    lead = comp[fi, fs]
+    angle = rng.uniform(0, 2 * np.pi, len(fi))
+    gap = rng.uniform(0.5, 1.2, len(fi))
+    vx[fi, fs] = vx[lead, fs] + gap * np.cos(angle)
+    vy[fi, fs] = vy[lead, fs] + gap * np.sin(angle)
+    home = loc == HOME
+    x = np.where(home, hx, vx)
+    y = np.where(home, hy, vy)
+    terraces = int(c.terrace.max()) + 1
+    group = np.where(home, c.terrace[c.household][:, None], terraces + loc)
+    return loc, x, y, group, home
+
+
+def _day(c: Community, tx: np.ndarray, day: int):
+    rng = np.random.default_rng([c.config.seed, 0xDA, day])
+    n = c.n
+    loc, x, y, group, home = _positions(c, day, rng)
+    slots = loc.shape[1]
+    s0 = day * SLOTS_PER_DAY
+    envs = np.array([v.kind.env for v in c.venues], dtype=np.int8)
+    # Rows (person, slot), grouped by (slot, group): every pair inside a group is a pair.
+    person = np.repeat(np.arange(n, dtype=np.int32), slots)
+    slot = np.tile(np.arange(slots, dtype=np.int32), n)
+    key = slot.astype(np.int64) * (int(group.max()) + 1) + group.ravel()
+    order = np.argsort(key, kind="stable")
+    key_sorted = key[order]
+    starts = np.flatnonzero(np.r_[True, key_sorted[1:] != key_sorted[:-1]])
+    sizes = np.diff(np.r_[starts, len(key_sorted)])
+    pa, pb = [], []
+    for g in np.unique(sizes[sizes > 1]).tolist():
+        first = starts[sizes == g]
+        i, j = np.triu_indices(g, 1)
+        pa.append(order[(first[:, None] + i[None, :]).ravel()])
+        pb.append(order[(first[:, None] + j[None, :]).ravel()])
+    ra = np.concatenate(pa) if pa else np.zeros(0, np.int64)
+    rb = np.concatenate(pb) if pb else np.zeros(0, np.int64)
+    a, b, sl = person[ra], person[rb], slot[ra]
+    swap = a > b
+    a, b = np.where(swap, b, a), np.where(swap, a, b)
+    ax, ay, bx, by = x[a, sl], y[a, sl], x[b, sl], y[b, sl]
+    dist = np.hypot(ax - bx, ay - by)
+    at_home = home[a, sl]
+    lo, hi = np.minimum(ax, bx), np.maximum(ax, bx)
+    walls_all = np.floor(hi / ROOM_M) - np.floor(lo / ROOM_M)
+    party = np.floor(hi / HOME_WIDTH_M) - np.floor(lo / HOME_WIDTH_M)
+    walls_all = np.where(at_home, walls_all, 0)
+    party = np.where(at_home, party, 0)
+    walls_db = (walls_all - party) * radio.INTERIOR_WALL_DB + party * radio.PARTY_WALL_DB
+    env = np.where(at_home, ENV_INDOOR, envs[np.maximum(loc[a, sl], 0)])
+    body = radio.body_loss(rng, len(a))
+    base = radio.mean_rssi(0.0, dist, env, walls_db, body)
+    rssi_ab = base + tx[b]  # a hears b
+    rssi_ba = base + tx[a]
+
+    # Ground truth: within 2 m in the same space.
+    close = (dist < CLOSE_CONTACT_M) & (walls_all == 0)
+    pair_key = a[close].astype(np.int64) * n + b[close]
+    uniq, counts = np.unique(pair_key, return_counts=True)
+    truth = (uniq // n, uniq % n, np.full(len(uniq), day, np.int32), counts * SLOT_S)
+    through = party > 0
+    walls = set(zip((a[through]).tolist(), (b[through]).tolist())) if through.any() else set()
+
+    keep_ab = rssi_ab >= radio.CUTOFF_DBM
+    keep_ba = rssi_ba >= radio.CUTOFF_DBM
+    obs = [a[keep_ab], b[keep_ba]]
+    adv = [b[keep_ab], a[keep_ba]]
+    sls = [sl[keep_ab], sl[keep_ba]]
+    rss = [rssi_ab[keep_ab], rssi_ba[keep_ba]]
+    dss = [dist[keep_ab], dist[keep_ba]]
+
+    # Venue beacons at the centre of their venue: one-way links to everyone there.
+    vi, vs = np.nonzero(loc >= 0)
+    if len(vi):
+        v = loc[vi, vs]
+        centre = np.array([ven.centre for ven in c.venues])
+        d = np.hypot(x[vi, vs] - centre[v, 0], y[vi, vs] - centre[v, 1])
+        r = radio.mean_rssi(tx[n + v], d, envs[v], 0.0, radio.body_loss(rng, len(vi)))
+        k = r >= radio.CUTOFF_DBM
+        obs.append(vi[k].astype(np.int32))
+        adv.append((n + v[k]).astype(np.int32))
+        sls.append(vs[k].astype(np.int32))
+        rss.append(r[k])
+        dss.append(d[k])
+    o = np.concatenate(obs).astype(np.int32)
+    s = np.concatenate(sls).astype(np.int32)
+    okey = o.astype(np.int64) * slots + s
+    _, inv, cnt = np.unique(okey, return_inverse=True, return_counts=True)
+    in_range = cnt[inv].astype(np.int16)
+    links = (o, (s + s0).astype(np.int32), np.concatenate(adv).astype(np.int32),
+             np.concatenate(rss).astype(np.float32), np.concatenate(dss).astype(np.float32), in_range)
+    return links, truth, walls
