@@ -10,6 +10,7 @@
 # answer to the last state-changing request is kept and sent again, so a retried TIME set or
 # ACK never applies twice), requests before HELLO, an incompatible host, bad arguments, a
 # wrong or replayed MAC. Every failure answers an ERROR frame; none raises into the app.
+import gc
 import json
 import struct
 
@@ -23,6 +24,7 @@ except ImportError:  # CPython
     def const(value):
         return value
 
+# Error texts are terse: they cost RAM on the token; the host turns them into sentences.
 # Plausible host clock: 2020-01-01 .. 2100-01-01. A host outside it has a broken clock; setting
 # the token from it would corrupt every record's time.
 _MIN_HOST_TIME = const(1577836800)
@@ -80,7 +82,7 @@ class SyncServer:
             if cmd == m.HELLO:
                 answer = self._hello(body[2:])
             elif not self._greeted:
-                raise Refused(m.E_HELLO_FIRST, "send HELLO first")
+                raise Refused(m.E_HELLO_FIRST, "HELLO first")
             elif cmd == m.DUMP:
                 self._dump(req, body[2:])  # streams its own answer
                 return
@@ -89,7 +91,7 @@ class SyncServer:
             else:
                 handler = self._HANDLERS.get(cmd)
                 if handler is None:
-                    raise Refused(m.E_UNKNOWN_COMMAND, "unknown command %d" % cmd)
+                    raise Refused(m.E_UNKNOWN_COMMAND, "cmd %d" % cmd)
                 answer = handler(self, body[2:])
             frame = framing.encode(m.body(cmd | m.RESPONSE, req, answer))
         except Refused as refusal:
@@ -98,7 +100,7 @@ class SyncServer:
         except Exception as error:  # a bug or a flash error must not stop the app
             self.errors += 1
             self.log("sync_error", "%s %s" % (type(error).__name__, error))
-            frame = framing.encode(m.body(m.ERROR, req, m.error_payload(m.E_INTERNAL, "internal error: %s" % error)))
+            frame = framing.encode(m.body(m.ERROR, req, m.error_payload(m.E_INTERNAL, "%s %s" % (type(error).__name__, error))))
         if cmd in _STATE_CHANGING:
             self._last_request = bytes(body)
             self._last_answer = frame
@@ -123,8 +125,16 @@ class SyncServer:
 
     def _privileged(self, cmd, payload):
         # Loaded on the first privileged request only: most syncs never need it, and RAM is
-        # scarce while the sync stack is loaded next to the app.
-        from tokenfw.sync import privileged
+        # scarce while the sync stack is loaded next to the app. Collect first: loading needs
+        # a few contiguous blocks, and the heap is full of the last answers' garbage.
+        gc.collect()
+        try:
+            from tokenfw.sync import privileged
+        except MemoryError:
+            import sys
+            sys.modules.pop("tokenfw.sync.privileged", None)
+            gc.collect()
+            from tokenfw.sync import privileged
 
         return privileged.HANDLERS[cmd](self, payload)
 
@@ -132,7 +142,7 @@ class SyncServer:
     def _hello(self, payload):
         versions = m.parse_hello_request(payload)
         if versions is None:
-            raise Refused(m.E_BAD_REQUEST, "malformed HELLO")
+            raise Refused(m.E_BAD_REQUEST, "HELLO")
         low, high = versions
         accepted = low <= m.PROTOCOL_VERSION <= high
         self._greeted = accepted
@@ -173,7 +183,11 @@ class SyncServer:
             except Exception:
                 info["battery_mv"] = None
         try:
-            info["storage"] = store.stats()
+            stats = store.stats()
+            info["storage"] = {"bytes_used": stats.get("bytes_used"), "bytes_total": stats.get("bytes_total"),
+                               "corrupt_skipped": stats.get("corrupt_skipped"),
+                               "dropped_unacked": stats.get("dropped_unacked")}
+            stats = None
         except Exception:
             info["storage"] = None
         info["oldest_time"] = self._first_seen(store.oldest_seq, store.next_seq)
@@ -197,10 +211,10 @@ class SyncServer:
         if not payload:
             return m.time_response(before, was_set, False, 0, before, boundary)
         if len(payload) != 4:
-            raise Refused(m.E_BAD_REQUEST, "TIME takes no argument or one u32")
+            raise Refused(m.E_BAD_REQUEST, "TIME")
         host_time = struct.unpack("<I", payload)[0]
         if not _MIN_HOST_TIME <= host_time < _MAX_HOST_TIME:
-            raise Refused(m.E_BAD_REQUEST, "host time %d is not a plausible date" % host_time)
+            raise Refused(m.E_BAD_REQUEST, "host time %d" % host_time)
         try:
             correction = clock.set(host_time)
         except ValueError as error:
@@ -213,7 +227,7 @@ class SyncServer:
         no per-request allocation grows with the chunk size."""
         request = m.parse_dump_request(payload)
         if request is None:
-            raise Refused(m.E_BAD_REQUEST, "malformed DUMP")
+            raise Refused(m.E_BAD_REQUEST, "DUMP")
         from_seq, limit = request
         if limit > m.MAX_DUMP_RECORDS:
             limit = m.MAX_DUMP_RECORDS
@@ -250,11 +264,11 @@ class SyncServer:
 
     def _ack(self, payload):
         if len(payload) != 4:
-            raise Refused(m.E_BAD_REQUEST, "malformed ACK")
+            raise Refused(m.E_BAD_REQUEST, "ACK")
         upto = struct.unpack("<I", payload)[0]
         store = self.token.store
         if upto >= store.next_seq:
-            raise Refused(m.E_REFUSED, "cannot acknowledge %d: the token has records up to %d" % (upto, store.next_seq - 1))
+            raise Refused(m.E_REFUSED, "ack %d > %d" % (upto, store.next_seq - 1))
         acked = store.acked_seq
         if acked is None or acked < upto:
             store.ack(upto)
@@ -265,7 +279,7 @@ class SyncServer:
 
     def _events(self, payload):
         if len(payload) != 5:
-            raise Refused(m.E_BAD_REQUEST, "EVENTS takes from_seq u32 and a count u8")
+            raise Refused(m.E_BAD_REQUEST, "EVENTS")
         from_seq, limit = struct.unpack("<IB", payload)
         if limit > _MAX_EVENTS:
             limit = _MAX_EVENTS

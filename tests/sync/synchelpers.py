@@ -1,0 +1,101 @@
+"""Helpers for the sync tests: virtual tokens on real ptys, records written into them through
+mpremote (the technician's tool, not a back door in the protocol), and tokentool run in-process."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import serial
+
+from host_tools import cli
+from host_tools.virtual import control
+
+REPO = Path(__file__).resolve().parents[2]
+MPREMOTE = str(Path(sys.executable).with_name("mpremote"))
+
+
+class VirtualToken:
+    def __init__(self, state: Path, name: str, clock: str = "set") -> None:
+        self.state = state
+        self.name = name
+        info = control.start(name=name, state=state, clock=clock)
+        self.pty = info["pty"]
+        self.info = info
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            control.stop(state=self.state)
+
+    def restart_app(self) -> None:
+        """What a technician does after a REPL session: a soft reset (Ctrl-D at the REPL). The
+        unix port exits on it and the supervisor starts the interpreter again, as a board reboots."""
+        boots = self.boots()
+        with serial.Serial(self.pty, 115200, timeout=0.2) as port:
+            port.write(b"\r\x03\x03\x02\r\x04")  # leave raw REPL if needed, then soft reset
+            port.read(4096)
+        deadline = time.monotonic() + 20
+        while self.boots() <= boots:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"virtual token {self.name} did not reboot")
+            time.sleep(0.1)
+        time.sleep(0.5)  # main.py starts after the boot line
+
+    def boots(self) -> int:
+        log = (self.state / "supervisor.log").read_text()
+        return log.count("interpreter started")
+
+    def mpremote(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([MPREMOTE, "connect", self.pty, "resume", *args], capture_output=True, text=True,
+                              timeout=timeout)
+
+    def fill(self, count: int, first_seen: int | None = None) -> None:
+        """Append `count` encounter records to the token's flash log with the token's own Store,
+        run on the token through mpremote; then reboot it so the app runs again."""
+        first_seen = int(time.time()) - 3600 if first_seen is None else first_seen
+        script = FILL_SCRIPT % {"count": count, "first_seen": first_seen}
+        path = self.state / "fill.py"
+        path.write_text(script)
+        done = self.mpremote("run", str(path), timeout=300)
+        assert "filled" in done.stdout, done.stdout + done.stderr
+        self.restart_app()
+
+
+# Records carry every byte value the framing must escape, so the dump exercises the stuffing.
+FILL_SCRIPT = """
+import gc
+from tokenfw.store import Store
+from tokenfw.records import Encounter
+gc.collect()
+s = Store("/log")
+base = s.next_seq
+for i in range(%(count)d):
+    k = base + i
+    s.append(Encounter(k.to_bytes(4, "little") + b"\\x03\\xc0\\xdb\\x1c\\x04\\x11\\x13\\x1a" + bytes(4),
+                       b"\\xdb\\xdd\\xc0\\x03", %(first_seen)d + k, 60 + (k %% 7), 3, -50, -61, 0))
+s.commit()
+print("filled", %(count)d, s.next_seq)
+"""
+
+
+def run_tokentool(*args: str) -> tuple[int, str, str]:
+    """tokentool in-process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 2
+    return code, out.getvalue(), err.getvalue()
+
+
+def tokentool_json(*args: str) -> dict:
+    code, out, err = run_tokentool(*args, "--json")
+    assert code == 0, err
+    return json.loads(out)
