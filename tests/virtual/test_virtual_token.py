@@ -234,3 +234,46 @@ def test_a_real_hardware_board_cannot_be_started_as_a_virtual_token(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("tokentool: board 'esp32-c3' is real hardware")
     assert not (tmp_path / "tok").exists()
+
+
+ECHO = """
+import json, hal_virtual
+c = hal_virtual.open_board(json.load(open('/board.json'))).console
+c.write(b'READY\\n')
+got = 0
+while got < %d:
+    c.wait(1000)
+    data = c.read_available()
+    got += len(data)
+    c.write(data)
+"""
+
+
+def test_the_console_is_binary_transparent_except_for_ctrl_c(tmp_path):
+    import select
+    import tty
+
+    payload = bytes(b for b in range(256) if b != 3) * 8  # 0x03 is KeyboardInterrupt, as on a board
+
+    def read_until(fd, done, deadline):
+        data = b""
+        while not done(data) and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.2)[0]:
+                data += os.read(fd, 4096)
+        return data
+
+    with running_token(tmp_path / "tok") as token:
+        # Hold the port open first: output written while no one has it open is dropped.
+        fd = os.open(token.pty, os.O_RDWR | os.O_NOCTTY)
+        try:
+            tty.setraw(fd)
+            time.sleep(0.2)  # the bridge notices the open port within 50 ms
+            token.mpremote("exec", "--no-follow", ECHO % len(payload))
+            deadline = time.monotonic() + 20
+            seen = read_until(fd, lambda data: b"READY\n" in data, deadline)
+            assert b"READY\n" in seen
+            os.write(fd, payload)
+            echoed = read_until(fd, lambda data: len(data) >= len(payload), deadline)
+        finally:
+            os.close(fd)
+        assert echoed[:len(payload)] == payload  # then the raw REPL's end-of-output markers
