@@ -21,11 +21,6 @@ COMMAND_MODULES = [
     "host_tools.cli.outbox",
     "host_tools.cli.provision",
     "host_tools.cli.token_keys",
-    "host_tools.cli.info",
-    "host_tools.cli.sync",
-    "host_tools.cli.outbox",
-    "host_tools.cli.provision",
-    "host_tools.cli.token_keys",
     "host_tools.cli.service",
 ]
 
