@@ -8,8 +8,9 @@ Until the bumble-based virtual air exists, tokens that should hear each other sh
     AIR/scenario.jsonl    the scenario the air plays (copied from the first token's --scenario)
     AIR/tokens/NAME.json  each token's pid and CURRENT advertisement (atomic rewrite)
 
-The first token to join an air with no live tokens creates a fresh world clock; later tokens
-adopt it. A scenario or time scale that contradicts the running air is refused.
+The first token to join an air with no live tokens creates a fresh world clock (and plays the
+scenario it was given, or none); later tokens adopt both. A scenario or time scale that
+contradicts the running air is refused.
 """
 from __future__ import annotations
 
@@ -124,12 +125,13 @@ class Air:
                 scenario = scenario_module.load(stored_scenario) if stored_scenario.exists() \
                     else scenario_module.Scenario()
             else:
+                # A new world: it plays the scenario given now, or none (a scenario from an
+                # earlier run is not replayed behind the user's back).
                 if given_text is not None:
                     write_atomic(stored_scenario, given_text)
                     scenario = given
-                elif stored_scenario.exists():
-                    scenario = scenario_module.load(stored_scenario)
                 else:
+                    stored_scenario.unlink(missing_ok=True)
                     scenario = scenario_module.Scenario()
                 now = time.time()
                 scale = time_scale or scenario.time_scale or 1.0
