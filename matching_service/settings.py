@@ -55,7 +55,7 @@ class Settings:
     max_records_per_upload: int = 50_000
     max_tokens_per_registration: int = 5_000
     # Processes the escrowed scan of a case report may use (it only splits above ~8,000 devices).
-    matching_workers: int = 2
+    workers: int = 2
     code_ttl_s: int = 48 * 3600
     redeem_failures_per_hour: int = 10
     rate_limit_per_min: dict = dataclasses.field(
@@ -136,7 +136,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         "max_tokens_per_registration": (5_000, 1, 1_000_000),
         "code_ttl_s": (48 * 3600, 60, 30 * 86400),
         "redeem_failures_per_hour": (10, 1, 10_000),
-        "matching_workers": (min(2, os.cpu_count() or 1), 1, 64),
+        "workers": (min(2, os.cpu_count() or 1), 1, 64),
     }
     for key, (default, low, high) in ints.items():
         values[key] = _parse_int(problems, key, get(key, default), low, high)

@@ -213,7 +213,7 @@ def case_report(ctx: ServiceContext, case_id: int) -> dict:
         keys = load_keys(session, [f"case:{case_id}"])
         report = matching.case_report(case.serial, sightings, devices, keys, config,
                                       now_s=reported_at, report_type=case.report_type,
-                                      workers=ctx.settings.matching_workers)
+                                      workers=ctx.settings.workers)
         source = f"case:{case_id}"
         rows = []
         for contact in report.contacts:
