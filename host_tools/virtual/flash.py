@@ -14,6 +14,7 @@ deleted from the repository is deleted from the image as well.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -68,9 +69,19 @@ def mpy_cross() -> str:
     return found
 
 
+_compiled_cache: dict[tuple[str, bytes], bytes] = {}
+
+
 def compile_module(source: Path, name: str) -> bytes:
     """Bytecode (.mpy) of one module, as `tokentool deploy` installs it: compiling on the token
     would cost more heap than the app has (an ESP32 build freezes it instead)."""
+    key = (name, hashlib.sha256(source.read_bytes()).digest())
+    if key not in _compiled_cache:
+        _compiled_cache[key] = _run_mpy_cross(source, name)
+    return _compiled_cache[key]
+
+
+def _run_mpy_cross(source: Path, name: str) -> bytes:
     with tempfile.TemporaryDirectory() as scratch:
         output = Path(scratch) / "module.mpy"
         result = subprocess.run([mpy_cross(), "-s", name, "-o", str(output), str(source)],
