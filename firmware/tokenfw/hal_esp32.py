@@ -7,26 +7,20 @@
 #   sleep_ms(ms)
 # Pins and calibration come from /board.json (boards/<board>/board.json in the repository).
 #
-# The BLE IRQ handler only copies a report into a preallocated ring slot and counts what did
-# not fit; all parsing happens in take_reports(), called from the main loop. This module runs
-# only on an ESP32 (it imports machine and bluetooth); the virtual token uses hal_virtual.
+# The radio is tokenfw.radio.Radio over MicroPython's `bluetooth` (its IRQ handler only copies
+# reports into a preallocated ring; parsing happens in the main loop). This module runs only on
+# an ESP32 (it imports machine); the virtual token uses boards/virtual/hal_virtual.py.
 import select
 import sys
 import time
 
-import bluetooth
 import machine
 from micropython import const
 
-_IRQ_SCAN_RESULT = const(5)
-_IRQ_SCAN_DONE = const(6)
-_RING_SLOTS = const(32)
-_ADV_MAX = const(31)  # legacy advertising data; longer (extended) reports are dropped
-_SCAN_INTERVAL_US = const(30000)
-_SCAN_WINDOW_US = const(30000)  # window == interval: listen continuously during the scan
+from tokenfw.radio import Radio
+
 _CONSOLE_CHUNK = const(256)
 _BLINK_MS = const(60)
-_ADDR_MODE_NRPA = const(3)  # non-resolvable private address (GAEN: rotates with the RPI)
 
 # Status light colours (r, g, b) for an addressable LED; discrete LEDs use green / red / both.
 _COLOURS = {"ok": (0, 40, 0), "charge": (40, 0, 0), "clock": (40, 16, 0), "sync": (40, 16, 0)}
@@ -45,62 +39,6 @@ class Rtc:
 
     def ticks_ms(self):
         return time.ticks_ms()
-
-
-class Radio:
-    def __init__(self):
-        self.dropped = 0
-        self._data = [bytearray(_ADV_MAX) for _ in range(_RING_SLOTS)]
-        self._length = bytearray(_RING_SLOTS)
-        self._rssi = [0] * _RING_SLOTS
-        self._head = 0
-        self._count = 0
-        self._scanning = False
-        self._ble = bluetooth.BLE()
-        self._ble.active(True)
-        self._ble.irq(self._irq)
-
-    def _irq(self, event, data):
-        if event == _IRQ_SCAN_RESULT:
-            _addr_type, _addr, _adv_type, rssi, adv_data = data
-            n = len(adv_data)
-            if self._count == _RING_SLOTS or n > _ADV_MAX:
-                self.dropped += 1
-                return
-            slot = (self._head + self._count) % _RING_SLOTS
-            self._data[slot][0:n] = adv_data  # adv_data is only valid inside the handler
-            self._length[slot] = n
-            self._rssi[slot] = rssi
-            self._count += 1
-        elif event == _IRQ_SCAN_DONE:
-            self._scanning = False
-
-    def advertise(self, payload, interval_ms):
-        # A new address with every new payload, so RPI and address change together.
-        self._ble.gap_advertise(None)
-        self._ble.config(addr_mode=_ADDR_MODE_NRPA)
-        self._ble.gap_advertise(interval_ms * 1000, adv_data=payload, connectable=False)
-
-    def stop_advertising(self):
-        self._ble.gap_advertise(None)
-
-    def start_scan(self, duration_ms):
-        self._scanning = True
-        self._ble.gap_scan(duration_ms, _SCAN_INTERVAL_US, _SCAN_WINDOW_US, False)
-
-    def scanning(self):
-        return self._scanning
-
-    def take_reports(self, callback):
-        while self._count:
-            slot = self._head
-            report = bytes(self._data[slot][0:self._length[slot]])
-            rssi = self._rssi[slot]
-            state = machine.disable_irq()  # the handler updates _count; keep the update whole
-            self._head = (self._head + 1) % _RING_SLOTS
-            self._count -= 1
-            machine.enable_irq(state)
-            callback(report, rssi)
 
 
 class Led:
@@ -196,7 +134,7 @@ class Board:
         self.config = board_config
         pins = board_config.get("pins", {})
         self.rtc = Rtc()
-        self.radio = Radio()
+        self.radio = Radio(time.ticks_ms)
         self.led = Led(pins)
         self.button = Button(pins)
         self.battery = Battery(board_config.get("battery", {}))
