@@ -191,6 +191,16 @@ def case_log_from_outbox(outbox: Outbox, serial: str) -> dict:
             "syncs": ranges}
 
 
+def redeem_positive(client: ServiceClient, outbox: Outbox, serial: str, code: str,
+                    teks: list[tuple[int, bytes]]) -> dict:
+    """Redeem a one-time code with the token's own TEKs (as `SyncClient.keys()` returns them:
+    (rolling_start_interval, tek) pairs) and its full log from the outbox. The wiring for
+    `tokentool report-positive --port P --code C`: sync, read KEYS, then call this."""
+    keys = [{"key": tek, "rolling_start_interval": start, "rolling_period": 144}
+            for start, tek in teks]
+    return client.report_positive(code, keys, case_log_from_outbox(outbox, serial))
+
+
 def run_status(args) -> int:
     with _client(args) as client:
         reply = client.status(args.serial)
@@ -199,4 +209,5 @@ def run_status(args) -> int:
 
 
 __all__ = ["register", "upload_outbox", "push_registrations", "case_log_from_outbox",
+           "redeem_positive",
            "ServiceUnreachable"]

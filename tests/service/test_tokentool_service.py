@@ -111,7 +111,7 @@ def test_status_of_unknown_token_and_missing_config(service, clinic_env, capsys,
 
 
 def test_case_log_from_outbox_redeems_with_the_full_log(service, official, clinic_env):
-    from host_tools.cli.service import case_log_from_outbox
+    from host_tools.cli.service import redeem_positive
 
     now = int(time.time())
     case, other = Device(), Device()
@@ -119,10 +119,12 @@ def test_case_log_from_outbox_redeems_with_the_full_log(service, official, clini
     provision_and_sync(case, clock_offset_s=30)
     with ServiceClient(service.url, service.new_key("clinic"), retries=0) as clinic:
         clinic.register([case.provisioning(), other.provisioning()])
-        with Outbox() as outbox:
-            log = case_log_from_outbox(outbox, case.serial)
         code = official.issue_code(case.serial)["code"]
-        result = clinic.report_positive(code, case.diagnosis_keys([now // DAY_S]), log)
+        today = now // DAY_S
+        teks = [(day * 144, case.tek(day)) for day in range(today - 13, today + 1)]
+        with Outbox() as outbox:
+            result = redeem_positive(clinic, outbox, case.serial, code, teks)
+    assert result["keys_stored"] == 14
     assert result["log"]["stored"] == len(case.log)
 
 
