@@ -26,6 +26,12 @@ class Flash:
 
     def __init__(self, blocks=64):
         self.dir = scratch_dir("store")
+        if ON_MICROPYTHON:
+            try:  # chip images in RAM when the host has a tmpfs: many small flushed writes
+                self.ram_dir = "/dev/shm/" + self.dir[5:]
+                os.mkdir(self.ram_dir)
+            except OSError:
+                self.ram_dir = self.dir
         self.blocks = blocks
         self.bdev = None
         if ON_MICROPYTHON:
@@ -37,7 +43,7 @@ class Flash:
     def _mount(self):
         import blockdev
 
-        self.bdev = blockdev.FileBlockDevice(self.dir + "/flash.img", block_count=self.blocks)
+        self.bdev = blockdev.FileBlockDevice(self.ram_dir + "/flash.img", block_count=self.blocks)
         blockdev.mount(self.bdev, self.mount_point)
 
     def path(self, name):
@@ -57,6 +63,8 @@ class Flash:
 
             vfs.umount(self.mount_point)
             self.bdev.close()
+            if self.ram_dir != self.dir:
+                remove_tree(self.ram_dir)
         remove_tree(self.dir)
 
 
