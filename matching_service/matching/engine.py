@@ -316,38 +316,61 @@ def resolve_escrowed(sightings: Sequence[Sighting], devices: Sequence[EscrowedDe
     return MatchResult(matches, rejections)
 
 
-def device_sightings(device: EscrowedDevice, first_interval: int, last_interval: int,
-                     index: SightingIndex, config: RiskConfig,
-                     report_type: int = REPORT_CONFIRMED_TEST) -> MatchResult:
-    """Every sighting in `index` of `device`'s RPIs from `first_interval` to `last_interval`
-    (inclusive), validated like the other joins. Used for venue beacons."""
-    first_interval = max(first_interval, 0)
-    if last_interval < first_interval or not len(index):
+def devices_sightings(devices: Sequence[EscrowedDevice], plan: dict[int, np.ndarray],
+                      index: SightingIndex, config: RiskConfig,
+                      report_type: int = REPORT_CONFIRMED_TEST) -> MatchResult:
+    """Every sighting in `index` of these escrowed devices' RPIs for the intervals in `plan`
+    (day -> interval numbers of that day), validated like the other joins: all devices' RPIs
+    in one lookup. Used for venue beacons (visits, presence)."""
+    devices = list(devices)
+    days = sorted(d for d, enins in plan.items() if len(enins))
+    if not devices or not days or not len(index):
         return MatchResult([], [])
-    prk = crypto.escrow_prk(device.seed)
-    parts, enins, teks = [], [], {}
-    for day in range(first_interval // ROLLING_PERIOD, last_interval // ROLLING_PERIOD + 1):
-        lo = max(first_interval, day * ROLLING_PERIOD)
-        hi = min(last_interval, day * ROLLING_PERIOD + ROLLING_PERIOD - 1)
-        teks[day] = crypto.escrowed_tek_from_prk(prk, day)
-        parts.append(crypto.rpis(crypto.rpi_key(teks[day]), crypto.padded_blocks(range(lo, hi + 1))))
-        enins.extend(range(lo, hi + 1))
+    padded = [crypto.padded_blocks(plan[d]) for d in days]
+    sizes = np.array([len(plan[d]) for d in days])
+    day_start = np.cumsum(sizes) - sizes
+    per_device = int(sizes.sum())
+    parts = []
+    for device in devices:
+        prk = crypto.escrow_prk(device.seed)
+        for day, blocks in zip(days, padded):
+            parts.append(crypto.rpis(crypto.rpi_key(crypto.escrowed_tek_from_prk(prk, day)),
+                                     blocks))
     blob = b"".join(parts)
     cand, found = index.find(_hi(blob))
     matches, rejections = [], []
-    aem_keys: dict[int, bytes] = {}
+    keys: dict[tuple[int, int], tuple[bytes, bytes]] = {}
     for c, si in zip(cand.tolist(), found.tolist()):
         s = index.sightings[si]
         if s.rpi != blob[16 * c:16 * c + 16]:
             continue
-        enin = enins[c]
-        day = enin // ROLLING_PERIOD
-        aemk = aem_keys.get(day)
-        if aemk is None:
-            aemk = aem_keys[day] = crypto.aem_key(teks[day])
+        di, offset = divmod(c, per_device)
+        k = int(np.searchsorted(day_start, offset, "right")) - 1
+        day, enin = days[k], int(plan[days[k]][offset - day_start[k]])
+        device = devices[di]
+        if (di, day) not in keys:
+            tek = crypto.escrowed_tek(device.seed, day)
+            keys[(di, day)] = (tek, crypto.aem_key(tek))
+        tek, aemk = keys[(di, day)]
         tx = _check_sighting(s, enin, aemk, config)
         if isinstance(tx, str):
             rejections.append(Rejection(s.observer, s.seq, device.serial, tx))
         else:
-            matches.append(_match(s, device.serial, teks[day], enin, tx, report_type, config))
+            matches.append(_match(s, device.serial, tek, enin, tx, report_type, config))
     return MatchResult(matches, rejections)
+
+
+def interval_plan(first_interval: int, last_interval: int) -> dict[int, np.ndarray]:
+    """day -> interval numbers, for every interval from first to last (inclusive, >= 0)."""
+    enins = np.arange(max(first_interval, 0), last_interval + 1, dtype=np.int64)
+    days = enins // ROLLING_PERIOD
+    return {int(d): enins[days == d] for d in np.unique(days)}
+
+
+def device_sightings(device: EscrowedDevice, first_interval: int, last_interval: int,
+                     index: SightingIndex, config: RiskConfig,
+                     report_type: int = REPORT_CONFIRMED_TEST) -> MatchResult:
+    """Every sighting in `index` of `device`'s RPIs from `first_interval` to `last_interval`
+    (inclusive)."""
+    return devices_sightings([device], interval_plan(first_interval, last_interval), index,
+                             config, report_type)

@@ -10,8 +10,8 @@ from dataclasses import replace
 import numpy as np
 
 from . import crypto
-from .engine import (INTERVAL_S, ROLLING_PERIOD, SightingIndex, _as_index, _hi, device_sightings,
-                     match_keys, resolve_escrowed)
+from .engine import (INTERVAL_S, ROLLING_PERIOD, SightingIndex, _as_index, _hi,
+                     _needed_intervals, devices_sightings, match_keys, resolve_escrowed)
 from .flags import abuse_flags
 from .model import (FLAG_RELAY, HEARD_BY_BOTH, HEARD_BY_CASE, HEARD_BY_CONTACT,
                     REPORT_CONFIRMED_TEST, ROLE_VENUE, ROLE_WEARABLE, CaseReport, Contact,
@@ -139,22 +139,18 @@ def _venue_presence(relevant: Iterable[Sighting], rpis: set[bytes],
                     devices: list[EscrowedDevice], index: SightingIndex,
                     config: RiskConfig) -> list[Match]:
     """Where the tokens that heard a shared identifier were at the time: their sightings of
-    venue beacons. Only computed when some identifier of the report was heard by two tokens."""
+    venue beacons around those moments. Only computed when some identifier of the report was
+    heard by two tokens; every venue's RPIs for just those hours, in one lookup."""
     shared: dict[bytes, set[str]] = defaultdict(set)
-    times = []
     for s in relevant:
         if s.rpi in rpis:
             shared[s.rpi].add(s.observer)
     candidates = [s for s in relevant if s.rpi in rpis and len(shared[s.rpi]) > 1]
-    if not candidates:
+    venues = [d for d in devices if d.role == ROLE_VENUE]
+    if not candidates or not venues:
         return []
     observers = {s.observer for s in candidates}
-    times = [s.first_seen for s in candidates] + [s.last_seen for s in candidates]
-    slack = config.venue_presence_s // INTERVAL_S + 1 + config.interval_tolerance
-    lo, hi = min(times) // INTERVAL_S - slack, max(times) // INTERVAL_S + slack
-    presence = []
-    for device in devices:
-        if device.role == ROLE_VENUE:
-            found = device_sightings(device, lo, hi, index, config)
-            presence.extend(m for m in found.matches if m.observer in observers)
-    return presence
+    slack = -(-config.venue_presence_s // INTERVAL_S) + config.interval_tolerance
+    plan = _needed_intervals(candidates, slack)
+    found = devices_sightings(venues, plan, index, config)
+    return [m for m in found.matches if m.observer in observers]

@@ -27,6 +27,8 @@ from matching_service.schemas import Serial, Strict, UInt32, UnixTime, b64_of_le
 from matching_service.uploads.models import EncounterRecord, SyncSession
 
 MAX_CORRECTION_S = 1 << 40
+# The clinic computer's clock sets the tokens' clocks: one far ahead would date everything wrong.
+MAX_HOST_CLOCK_AHEAD_S = 3600
 
 
 class TooLarge(RequestError):
@@ -91,6 +93,12 @@ def store_upload(session: Session, upload: Upload, by: str, max_records: int) ->
     if upload.records and not upload.syncs:
         raise InvalidInput("records need the sync session that dumped them")
 
+    now = int(time.time())
+    for sync in upload.syncs:
+        if sync.synced_at > now + MAX_HOST_CLOCK_AHEAD_S:
+            raise InvalidInput("a sync session is dated in the future: check the clinic "
+                               "computer's clock before uploading", synced_at=sync.synced_at)
+
     # Each record belongs to the earliest sync whose range covers it (the one that dumped it).
     syncs = sorted(upload.syncs, key=lambda s: s.synced_at)
     decoded = []
@@ -106,7 +114,6 @@ def store_upload(session: Session, upload: Upload, by: str, max_records: int) ->
         decoded.append((record, owner, encounter))
 
     # Sync sessions: store new ones, reuse identical stored ones (replays).
-    now = int(time.time())
     stored_syncs = {(s.synced_at, s.first_seq, s.last_seq): s for s in session.scalars(
         sa.select(SyncSession).where(SyncSession.serial == serial))}
     sync_rows = {}

@@ -123,6 +123,7 @@ def _mutations(token: Device, now: int):
     yield "extra field", {**good, "comment": "hello"}
     yield "backwards sync", {**good, "syncs": [{**good["syncs"][0], "first_seq": 5, "last_seq": 1}]}
     yield "bad serial", {**good, "token": "../../etc"}
+    yield "sync in the future", {**good, "syncs": [{**good["syncs"][0], "synced_at": now + 86400}]}
 
 
 def test_every_malformed_upload_is_refused_and_stores_nothing(service, clinic, token):
