@@ -21,6 +21,18 @@ REPO = Path(__file__).resolve().parents[2]
 MPREMOTE = str(Path(sys.executable).with_name("mpremote"))
 
 
+def clinic_identity(token: "VirtualToken", home: Path, serial: str = "TT-00C0FFEE") -> bytes:
+    """Identity on the token and its auth key in the clinic keystore at `home`; returns the key."""
+    from host_tools.keystore import Keystore, TokenSecrets
+
+    key = bytes(range(32))
+    token.write_identity(serial, key)
+    keystore = Keystore(home / "keystore.sqlite")
+    keystore.add(TokenSecrets(serial, key, None, "wearable", "private", -8, "virtual"))
+    keystore.close()
+    return key
+
+
 class VirtualToken:
     def __init__(self, state: Path, name: str, clock: str = "set") -> None:
         self.state = state
@@ -54,6 +66,21 @@ class VirtualToken:
     def mpremote(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([MPREMOTE, "connect", self.pty, "resume", *args], capture_output=True, text=True,
                               timeout=timeout)
+
+    def write_identity(self, serial: str, auth_key: bytes, seed: bytes | None = None, role: str = "wearable") -> None:
+        """Give the token an identity the way a technician could at the REPL: edit /config.json
+        with mpremote, then reboot. (PROVISION is tested on its own; this sets up the others.)"""
+        identity = {"serial": serial, "role": role, "identity": "escrowed" if seed else "private",
+                    "auth_key": auth_key.hex(), "tx_power_dbm": -8}
+        if seed:
+            identity["seed"] = seed.hex()
+        code = ("import json\nfrom tokenfw import config\nc = config.load('/config.json', {}) or {}\n"
+                "c.update(json.loads(%r))\nconfig.save('/config.json', c)\nprint('saved')\n" % json.dumps(identity))
+        path = self.state / "identity.py"
+        path.write_text(code)
+        done = self.mpremote("run", str(path))
+        assert "saved" in done.stdout, done.stdout + done.stderr
+        self.restart_app()
 
     def fill(self, count: int, first_seen: int | None = None) -> None:
         """Append `count` encounter records to the token's flash log with the token's own Store,
