@@ -141,3 +141,17 @@ def test_case_log_older_than_the_key_window_is_left_unresolved(town):
     report = case_report("TT-A", sightings + old.sightings, devices, now_s=NOW)
     assert "TT-D" not in {c.serial for c in report.contacts}
     assert report.unresolved_rpis == len(old.sightings)
+
+
+def test_venue_lookup_for_many_beacons_at_once_equals_one_at_a_time(town):
+    from matching_service.matching import RiskConfig, SightingIndex
+    from matching_service.matching.engine import device_sightings, devices_sightings, interval_plan
+    t, logs, devices, sightings = town
+    index, config = SightingIndex(sightings), RiskConfig()
+    venues = [t["V"].device(), t["W"].device()]
+    lo, hi = at(0) // 600 - 5, at(23) // 600
+    together = devices_sightings(venues, interval_plan(lo, hi), index, config).matches
+    apart = [m for v in venues for m in device_sightings(v, lo, hi, index, config).matches]
+    key = lambda m: (m.observer, m.seq, m.sender, m.enin)  # noqa: E731
+    assert sorted(together, key=key) == sorted(apart, key=key)
+    assert {m.observer for m in together} == {"TT-A", "TT-C", "TT-D"}
