@@ -190,7 +190,11 @@ class FlashImage:
                 count = min(count, segments[index + 1][0] - first)
             if first + count <= from_seq and not size % records.RECORD_SIZE:
                 continue
-            data = self.read_file(path)
+            try:
+                data = self.read_file(path)
+            except FlashImageError as error:  # damaged file: report it, go on with the rest
+                yield RecoveredRecord(first, b"", None, f"segment unreadable: {error}", path)
+                continue
             for position in range(count):
                 seq = first + position
                 if seq < from_seq:

@@ -38,6 +38,9 @@ keys = KeyStore("/flash/keys.bin")
 for day in range(3):
     keys.put(bytes([0xA0 + day]) * 16, 2945376 + day * 144)
 events.log("boot", "firmware test", now=NOW_S)
+if len(sys.argv) > 2 and sys.argv[2] == "torn":  # half a record at the log's end
+    with open("/flash/log/%010d.seg" % 201, "ab") as f:
+        f.write(b"\x99" * 13)
 print("WROTE", store.committed_seq)
 '''.replace("NOW_S", str(NOW))
 
@@ -105,6 +108,16 @@ def test_damaged_records_are_reported_not_hidden(token_image: Path, tmp_path: Pa
     found = {r.seq: r for r in open_image(damaged).records()}
     assert found[7].error and found[7].encounter is None
     assert all(found[s].error is None for s in found if s != 7)
+
+
+def test_a_torn_record_at_the_end_is_reported(tmp_path: Path) -> None:
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    done = micropython.run(script, str(tmp_path / "torn.img"), "torn", extra_paths=(BOARD_DIR,))
+    assert done.returncode == 0, done.stderr
+    found = list(open_image(tmp_path / "torn.img").records())
+    assert [r.seq for r in found if r.error is None] == list(range(1, 251))
+    assert found[-1].seq == 251 and "torn record: 13 of 32 bytes" in found[-1].error
 
 
 def test_files_that_are_not_flash_images_give_one_clear_error(tmp_path: Path) -> None:
