@@ -7,6 +7,7 @@
 #   adv HEX INTERVAL_MS   -> ok            (current advertisement, published to the air)
 #   noadv                 -> ok
 #   scan DURATION_MS      -> ok            (a scan window opens now, world time)
+#   noscan                -> ok            (the scan window closes now)
 #   reports               -> HEX RSSI lines, then "."   (what the radio heard since last time)
 #   led PATTERN           -> ok
 #   button                -> ok 0|1
@@ -16,8 +17,12 @@
 # TIME_SCALE. The RTC reads world time + RTC_OFFSET_S; the offset lives in the supervisor, so a
 # soft reset keeps the time (as an ESP32's RTC does) and a power cycle loses it.
 #
+# The radio is the ESP32's own adapter (tokenfw.radio.Radio) over a stand-in for the few
+# `bluetooth.BLE` calls it makes, so the virtual token runs the same ring buffer, address
+# rotation and scan bookkeeping as the board.
+#
 # Edge cases: the supervisor gone (socket errors -> the radio goes quiet, nothing raises into
-# the app loop), a flood of reports (the fixed ring buffer drops and counts), time scale > 1
+# the app loop), a flood of reports (the radio's fixed ring buffer drops and counts), time scale > 1
 # (sleeps and console waits shrink by the scale, so one token second stays one world second).
 import os
 import select
@@ -25,15 +30,21 @@ import struct
 import sys
 import time
 
+from tokenfw.radio import Radio
+
 try:
     from micropython import const
 except ImportError:  # CPython
     def const(value):
         return value
 
-_RING_SLOTS = const(32)
 _TICKS_MASK = const(0x3FFFFFFF)
 _CONSOLE_CHUNK = const(256)
+_IRQ_SCAN_RESULT = const(5)
+_IRQ_SCAN_DONE = const(6)
+_ADDR_RANDOM = const(1)
+_ADV_NONCONN_IND = const(3)
+_PEER_ADDR = b"\xc0\x00\x00\x00\x00\x00"  # the stand-in air does not carry addresses
 
 
 class Link:
@@ -106,55 +117,77 @@ class Rtc:
         return int((time.time() - self.host_epoch_s) * self.time_scale * 1000) & _TICKS_MASK
 
 
-class Radio:
+class StandInBLE:
+    """The part of MicroPython's `bluetooth.BLE` that tokenfw.radio uses, carried by the
+    supervisor's stand-in air. Reports reach the IRQ handler when the radio is pumped (from the
+    main loop's scanning() / take_reports() calls), the way NimBLE events reach it on an ESP32
+    between two bytecodes. Replaced by a bumble-backed `bluetooth` module in the virtual air."""
+
     def __init__(self, link, rtc):
         self.link = link
         self.rtc = rtc
-        self.scan_until = 0.0
-        self.dropped = 0
-        # Fixed ring buffer of (adv_data, rssi), as the ESP32 IRQ handler fills it.
-        self._ring_data = [None] * _RING_SLOTS
-        self._ring_rssi = [0] * _RING_SLOTS
-        self._head = 0
-        self._count = 0
+        self._handler = None
+        self._active = False
+        self._scan_until = None
+        self._mac = bytes(6)
 
-    def advertise(self, payload, interval_ms):
-        self.link.ask(b"adv " + bytes(payload).hex().encode() + b" %d" % interval_ms)
+    def active(self, on=None):
+        if on is not None:
+            self._active = bool(on)
+        return self._active
 
-    def stop_advertising(self):
-        self.link.ask(b"noadv")
+    def irq(self, handler):
+        self._handler = handler
 
-    def start_scan(self, duration_ms):
-        self.scan_until = self.rtc.world() + duration_ms / 1000
+    def config(self, *names, **settings):
+        if "addr_mode" in settings:
+            mac = bytearray(os.urandom(6))
+            mac[0] &= 0x3F  # a non-resolvable private address has its two top bits clear
+            self._mac = bytes(mac)
+        if names and names[0] == "mac":
+            return (_ADDR_RANDOM, self._mac)
+        return None
+
+    def gap_advertise(self, interval_us, adv_data=None, resp_data=None, connectable=True):
+        if interval_us is None:
+            self.link.ask(b"noadv")
+        else:
+            self.link.ask(b"adv " + bytes(adv_data or b"").hex().encode() + b" %d" % (interval_us // 1000))
+
+    def gap_scan(self, duration_ms, interval_us=1280000, window_us=11250, active=False):
+        if duration_ms is None:
+            self._scan_until = None
+            self.link.ask(b"noscan")
+            return
+        self._scan_until = self.rtc.world() + duration_ms / 1000
         self.link.ask(b"scan %d" % duration_ms)
 
-    def scanning(self):
-        return self.rtc.world() < self.scan_until
-
-    def _push(self, data, rssi):
-        if self._count == _RING_SLOTS:
-            self.dropped += 1
+    def pump(self):
+        """Deliver what the air carried since the last pump; SCAN_DONE once the window is over."""
+        if self._scan_until is None or self._handler is None:
             return
-        slot = (self._head + self._count) % _RING_SLOTS
-        self._ring_data[slot] = data
-        self._ring_rssi[slot] = rssi
-        self._count += 1
-
-    def take_reports(self, callback):
         for line in self.link.lines(b"reports"):
             hex_data, _, rssi = line.partition(b" ")
             try:
-                self._push(bytes.fromhex(hex_data.decode()), int(rssi))
+                report = (_ADDR_RANDOM, _PEER_ADDR, _ADV_NONCONN_IND, int(rssi), bytes.fromhex(hex_data.decode()))
             except ValueError:
-                self.dropped += 1  # a garbled line from the air counts as lost
-        while self._count:
-            slot = self._head
-            data = self._ring_data[slot]
-            rssi = self._ring_rssi[slot]
-            self._ring_data[slot] = None
-            self._head = (self._head + 1) % _RING_SLOTS
-            self._count -= 1
-            callback(data, rssi)
+                continue  # a garbled line from the air is like a packet with a bad CRC
+            self._handler(_IRQ_SCAN_RESULT, report)
+        if self.rtc.world() >= self._scan_until:
+            self._scan_until = None
+            self._handler(_IRQ_SCAN_DONE, None)
+
+
+class VirtualRadio(Radio):
+    """tokenfw.radio.Radio (the ESP32's radio adapter) on the stand-in air."""
+
+    def scanning(self):
+        self._ble.pump()
+        return Radio.scanning(self)
+
+    def take_reports(self, callback):
+        self._ble.pump()
+        return Radio.take_reports(self, callback)
 
 
 class Led:
@@ -232,7 +265,7 @@ class Board:
         self.time_scale = time_scale
         battery = board_config.get("battery", {})
         self.rtc = Rtc(self.link, start_s, time_scale, host_epoch_s, offset_s)
-        self.radio = Radio(self.link, self.rtc)
+        self.radio = VirtualRadio(self.rtc.ticks_ms, ble=StandInBLE(self.link, self.rtc))
         self.led = Led(self.link)
         self.button = Button(self.link)
         self.battery = Battery(self.link, battery.get("empty_mv", 3300), battery.get("full_mv", 4200))

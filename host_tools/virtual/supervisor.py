@@ -235,6 +235,9 @@ class Supervisor:
         if op == b"scan":
             self.radio.scan(int(rest))
             return b"ok"
+        if op == b"noscan":
+            self.radio.last_drain = None
+            return b"ok"
         if op == b"reports":
             lines = [b"%s %d" % (adv.hex().encode(), rssi) for adv, rssi in self.radio.reports()]
             return b"\n".join(lines + [b"."])

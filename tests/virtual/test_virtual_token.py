@@ -277,3 +277,23 @@ def test_the_console_is_binary_transparent_except_for_ctrl_c(tmp_path):
         finally:
             os.close(fd)
         assert echoed[:len(payload)] == payload  # then the raw REPL's end-of-output markers
+
+
+def test_the_virtual_radio_is_the_boards_adapter_rotating_addresses_and_ignoring_non_gaen(tmp_path):
+    scenario = tmp_path / "junk.jsonl"
+    scenario.write_text('{"hear": "tok", "at": 0, "adv": "0201060909546f6b656e", "rssi": -50}\n')
+    with running_token(tmp_path / "tok", name="tok", scenario=scenario) as token:
+        result = json.loads(token.exec(
+            "import json, time, hal_virtual\n"
+            "r = hal_virtual.open_board(json.load(open('/board.json'))).radio\n"
+            f"r.advertise(bytes.fromhex('{ALICE_ADV}'), 250); first = r.address\n"
+            f"r.advertise(bytes.fromhex('{ALICE_ADV}'), 250); second = r.address\n"
+            "r.start_scan(300)\n"
+            "heard = []\n"
+            "while r.scanning():\n"
+            "    time.sleep_ms(50); r.take_reports(lambda d, rssi: heard.append(d))\n"
+            "print(json.dumps([first.hex(), second.hex(), r.ignored, len(heard)]))"))
+        first, second, ignored, heard = result
+        assert first != second and len(first) == 12  # a new random address with every identifier
+        assert int(first[:2], 16) & 0xC0 == 0  # non-resolvable private address
+        assert (ignored, heard) == (1, 0)  # a non-GAEN advertisement is counted, not logged
