@@ -39,7 +39,7 @@ from tokenfw import gaen  # noqa: E402
 from matching_service.matching import (DiagnosisKey, EscrowedDevice, RiskConfig,  # noqa: E402
                                        Sighting, case_report, match_keys, resolve_escrowed)
 from matching_service.matching import crypto  # noqa: E402
-from matching_service.matching.engine import _check_sighting, _match  # noqa: E402
+from matching_service.matching.engine import _check_sighting  # noqa: E402
 
 END_DAY = 20400                 # 2025-11-08, the last day of the synthetic fortnight
 NOW_S = END_DAY * 86400 + 23 * 3600

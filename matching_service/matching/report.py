@@ -13,7 +13,7 @@ from . import crypto
 from .engine import (INTERVAL_S, ROLLING_PERIOD, SightingIndex, _as_index, _hi,
                      _needed_intervals, devices_sightings, match_keys, resolve_escrowed)
 from .flags import abuse_flags
-from .model import (FLAG_RELAY, HEARD_BY_BOTH, HEARD_BY_CASE, HEARD_BY_CONTACT,
+from .model import (HEARD_BY_BOTH, HEARD_BY_CASE, HEARD_BY_CONTACT,
                     REPORT_CONFIRMED_TEST, ROLE_VENUE, ROLE_WEARABLE, CaseReport, Contact,
                     DailyExposure, DiagnosisKey, EscrowedDevice, Match, RiskConfig, Sighting)
 from .risk import DAY_S, score_exposures
@@ -93,7 +93,8 @@ def case_report(case_serial: str, sightings: Sequence[Sighting] | SightingIndex,
     rpi_sender = {case_rpis[m.seq]: m.sender for m in case_side}
     rpis = set(rpi_sender)
     observed = {(m.observer, m.seq) for m in contact_side}
-    rpis |= {s.rpi for s in index.sightings if (s.observer, s.seq) in observed} if observed else set()
+    if observed:
+        rpis |= {s.rpi for s in index.sightings if (s.observer, s.seq) in observed}
     relevant: dict[tuple[str, int], Sighting] = {}
     if rpis:
         _, found = index.find(np.unique(_hi(b"".join(rpis))))

@@ -84,6 +84,7 @@ class Log:
         return self
 
     def add(self, rpi, aem, first_seen, duration_s, scans, rssi_max, rssi_mean, flags=0):
-        self.sightings.append(Sighting(self.observer, self.first_seq + len(self.sightings), rpi, aem, first_seen,
-                                       duration_s, scans, rssi_max, rssi_mean, flags))
+        seq = self.first_seq + len(self.sightings)
+        self.sightings.append(Sighting(self.observer, seq, rpi, aem, first_seen, duration_s,
+                                       scans, rssi_max, rssi_mean, flags))
         return self

@@ -48,7 +48,7 @@ def test_phone_keys_match_like_token_keys():
 
 def test_every_observer_of_the_same_identifier_is_matched():
     case = Emitter("TT-CASE")
-    logs = [Log("TT-A").hear(case, TEN_AM, TEN_AM + 300), Log("TT-B").hear(case, TEN_AM, TEN_AM + 300)]
+    logs = [Log(serial).hear(case, TEN_AM, TEN_AM + 300) for serial in ("TT-A", "TT-B")]
     result = match_keys(logs[0].sightings + logs[1].sightings, case.keys(DAY, DAY), now_s=NOW)
     assert sorted(m.observer for m in result.matches) == ["TT-A", "TT-B"]
 
