@@ -6,6 +6,7 @@
     matching-service revoke-key KEY_ID
     matching-service import-keys FILE.zip [--public-key PEM]
     matching-service export --out FILE.zip
+    matching-service prune [--older-than-days 21]
     matching-service openapi [--out docs/openapi.json]
 
 Every command reads the same settings (environment, MATCHING_*; flags win). Errors are one line
@@ -151,6 +152,26 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    from matching_service.auth import audit
+    from matching_service.context import open_context
+    from matching_service.db import transaction
+    from matching_service.retention import prune
+
+    if not 15 <= args.older_than_days <= 3650:
+        raise ServiceError("--older-than-days must be between 15 and 3650")
+    ctx = open_context(_settings(args))
+    try:
+        with transaction(ctx.sessions) as session:
+            result = prune(session, args.older_than_days)
+            audit.record(session, None, "prune", f"{args.older_than_days} days", via="cli", **result)
+    finally:
+        ctx.close()
+    _print(args, result, "deleted " + ", ".join(f"{n} {what}" for what, n in result.items())
+           + f" older than {args.older_than_days} days")
+    return 0
+
+
 def openapi_document() -> dict:
     """The OpenAPI document, built from an app on a throw-away database."""
     from matching_service.app import create_app
@@ -207,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--public-key", help="PEM public key of that server: the signature must verify")
     p = command("export", cmd_export, "write the signed GAEN export of our cases' keys")
     p.add_argument("--out", required=True, help="zip file to write")
+    p = command("prune", cmd_prune, "delete logs, keys and results past the retention period")
+    p.add_argument("--older-than-days", type=int, default=21,
+                   help="retention in days (default 21, at least 15)")
     p = sub.add_parser("openapi", help="print or write the OpenAPI document")
     p.add_argument("--out", default="-", help="file to write (default: stdout)")
     p.set_defaults(handler=cmd_openapi)

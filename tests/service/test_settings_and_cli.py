@@ -81,3 +81,25 @@ def test_cli_migrate_create_key_and_unreachable_database(tmp_path):
     assert "Traceback" not in bad.stderr
     missing = run_cli(env, "import-keys", str(tmp_path / "nope.zip"), check=False)
     assert missing.returncode == 1 and "cannot read" in missing.stderr
+
+
+def test_prune_deletes_only_what_is_past_retention(service, clinic):
+    import json
+    import time
+
+    from .scenario import Device
+
+    now = int(time.time())
+    old, fresh = Device(), Device()
+    start_old = (now - 30 * 86400) // 600 * 600
+    old.hear(Device(), start_old, start_old + 300)
+    fresh.hear(Device(), now - 3600, now - 3400)
+    clinic.register([old.provisioning(), fresh.provisioning()])
+    clinic.upload(old.upload_body(now - 60))
+    clinic.upload(fresh.upload_body(now - 60))
+    result = json.loads(run_cli(service.env, "prune", "--json").stdout)
+    assert result["encounter records"] >= 1
+    assert clinic.status(old.serial)["records"] == 0
+    assert clinic.status(fresh.serial)["records"] == len(fresh.log)
+    refused = run_cli(service.env, "prune", "--older-than-days", "3", check=False)
+    assert refused.returncode == 1 and "between 15 and 3650" in refused.stderr
