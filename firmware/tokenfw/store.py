@@ -64,13 +64,14 @@ def _file_size(path):
 
 
 def _names(root):
-    # Names in `root` without building a list where the port can iterate (MicroPython).
-    if hasattr(os, "ilistdir"):
-        for entry in os.ilistdir(root):
-            yield entry[0]
-    else:
-        for name in os.listdir(root):
-            yield name
+    # Names in `root` without building a list where the port can iterate (MicroPython). A
+    # directory that could not be made (full flash at boot) has no names.
+    try:
+        entries = os.ilistdir(root) if hasattr(os, "ilistdir") else os.listdir(root)
+    except OSError:
+        return
+    for entry in entries:
+        yield entry if isinstance(entry, str) else entry[0]
 
 
 def _mkdirs(path):
@@ -159,7 +160,7 @@ class Store:
         self._counts = counts
         if not firsts:
             start = max(1, self._state["acked_seq"] + 1, self._state["floor_seq"])
-            self._new_segment(start)
+            self._new_segment(start, at_mount=True)
             return
         last = firsts[-1]
         size = _file_size(self._path(last))
@@ -168,16 +169,23 @@ class Store:
             # new segment, so positions in the old one stay as they were.
             self.corrupt_skipped += 1
             self._log(EV_TORN_TAIL, "seg %d +%d bytes" % (last, size % _RECORD))
-            self._new_segment(last + size // _RECORD + 1)
+            self._new_segment(last + size // _RECORD + 1, at_mount=True)
         floor = max(self._state["acked_seq"] + 1, self._state["floor_seq"])
         if self.next_seq < floor:
-            self._new_segment(floor)
+            self._new_segment(floor, at_mount=True)
 
-    def _new_segment(self, first):
+    def _new_segment(self, first, at_mount=False):
         # Create the empty segment whose first record will have seq `first` (durably, before
-        # any older segment may be deleted: its name carries the sequence forward).
-        with open(self._path(first), "wb"):
-            pass
+        # any older segment may be deleted: its name carries the sequence forward). At mount a
+        # failure (full or failing flash) must not stop the token from booting: the segment is
+        # then created by its first commit.
+        try:
+            with open(self._path(first), "wb"):
+                pass
+        except OSError:
+            if not at_mount:
+                raise
+            self._log(EV_WRITE_FAIL, "new seg %d" % first)
         self._firsts.append(first)
         self._counts.append(0)
 
@@ -292,6 +300,8 @@ class Store:
         # retry can succeed. The batch records keep their seqs (their checks bind them).
         last = self._firsts[-1]
         size = _file_size(self._path(last))
+        if size < 0:
+            _mkdirs(self.root)  # the log directory could not be made at boot (full flash)
         expected = self._counts[-1] * _RECORD
         if size != expected and size >= 0:
             # Part of the batch landed (non-atomic filesystem): continue in a new segment that
@@ -450,6 +460,14 @@ class Store:
         if now is None or now < _EARLIEST_CLOCK:
             return 0
         limit = now - retention_s
+        removed = 0
+        try:
+            removed = self._expire(limit)
+        except OSError as error:  # a failing flash: logged; the next call tries again
+            self._log(EV_WRITE_FAIL, "retention: %s" % error)
+        return removed
+
+    def _expire(self, limit):
         removed = 0
         while self._firsts and self._counts[0]:
             newest = self._newest_time(0)

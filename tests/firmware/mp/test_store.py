@@ -372,3 +372,39 @@ def test_a_flash_filled_by_other_files_still_takes_new_records():
         assert stats["dropped_unacked"] > 0
     finally:
         flash.close()
+
+
+def fill_with_junk(flash):
+    junk = bytes(2048)
+    n = 0
+    try:
+        while True:
+            with open(flash.path("junk%d" % n), "wb") as f:
+                f.write(junk)
+            n += 1
+    except OSError:
+        pass  # ENOSPC: the chip is full
+    return n
+
+
+def test_a_token_booting_on_a_full_chip_keeps_running_and_logs_once_space_returns():
+    if not ON_MICROPYTHON:
+        return  # needs a filesystem that really runs out
+    flash = Flash(blocks=24)
+    try:
+        junk_files = fill_with_junk(flash)
+        events = EventLog(flash.path("events.bin"), capacity=4)  # may not fit either: never raises
+        store = Store(flash.path("log"), batch_records=10, segment_records=50, events=events)
+        for n in range(25):
+            store.append(encounter(n))
+        assert store.commit() < 25  # no room: not all could be written, nothing raised
+        assert store.stats()["lost_batch"] > 0
+        for n in range(junk_files):  # a technician frees space (or retention does)
+            os.remove(flash.path("junk%d" % n))
+        seq = store.append(encounter(99))
+        assert store.commit() == 1
+        assert read_all(store, seq) == [(seq, encounter(99))]
+        flash.power_cycle()
+        assert read_all(Store(flash.path("log")), seq) == [(seq, encounter(99))]
+    finally:
+        flash.close()
