@@ -67,6 +67,7 @@ _MAX_FRAME = const(640)
 _DEFAULT_BUFFER = const(20)
 _MAX_PENDING = const(16)  # events that arrive while an IRQ handler runs
 _REPLY_TIMEOUT_MS = const(10000)
+_EPROTO = const(71)  # not in MicroPython's errno module
 
 _attach = [None, "token"]
 
@@ -156,7 +157,7 @@ class _BLE:
         length = struct.unpack("<H", _read_exactly(sock, 2))[0]
         welcome = _read_exactly(sock, length)
         if welcome[0] != _WELCOME:
-            raise OSError(errno.EPROTO)
+            raise OSError(_EPROTO)
         self._time_scale = float(json.loads(welcome[1:]).get("time_scale", 1.0))
         sock.setblocking(False)
         self._sock = sock
@@ -219,10 +220,11 @@ class _BLE:
             while self._rxlen >= 2:
                 length = self._rx[0] | (self._rx[1] << 8)
                 if length == 0 or length > _MAX_FRAME:
-                    raise OSError(errno.EPROTO)
+                    raise OSError(_EPROTO)
                 if self._rxlen < 2 + length:
                     break
                 kind = self._rx[2]
+                dispatch = False
                 if kind in (_STATUS, _REGISTERED):
                     self._reply = bytes(self._rx[2 : 2 + length])
                 elif self._in_irq:
@@ -230,10 +232,14 @@ class _BLE:
                         self._pending.append(bytes(self._rx[2 : 2 + length]))
                 else:
                     self._ev[:length] = self._rxmv[2 : 2 + length]
-                    self._dispatch(length)
+                    dispatch = True
+                # Consume the frame before the handler runs: a handler may call back into this
+                # module (restart advertising on disconnect), which reads the socket again.
                 rest = self._rxlen - 2 - length
                 self._rx[:rest] = self._rx[2 + length : self._rxlen]
                 self._rxlen = rest
+                if dispatch:
+                    self._dispatch(length)
             if want_reply and self._reply is not None:
                 break
         while self._pending and not self._in_irq:

@@ -86,6 +86,8 @@ class Radio:
         self._scan_started = 0
         self._scan_ms = 0
         self.gatt = None  # the BLE sync service gets connection/GATT events through here
+        self._sync = False  # a sync window's connectable advertisement is on air
+        self._pending = None  # GAEN advertisement waiting for the sync window to close
         self._scan_on_ms = 0
         self._adv_events = 0
         self._adv_carry_ms = 0
@@ -131,7 +133,14 @@ class Radio:
         self._adv_since = now
 
     def advertise(self, payload, interval_ms, connectable=False, resp_data=None):
-        """Advertise `payload` with a fresh random address (RPI and address change together)."""
+        """Advertise `payload` with a fresh random address (RPI and address change together).
+        While a sync window is open the payload waits for the window to close."""
+        if self._sync:
+            self._pending = (payload, interval_ms, connectable, resp_data)
+            return
+        self._start_advertising(payload, interval_ms, connectable, resp_data)
+
+    def _start_advertising(self, payload, interval_ms, connectable, resp_data, rotate=True):
         now = self._now_ms()
         self._account_adv(now)
         ble = self._ble
@@ -143,9 +152,10 @@ class Radio:
             resume_ms = self._scan_ms - _diff_ms(now, self._scan_started)
             ble.gap_scan(None)
             self._close_scan(now)
-        ble.config(addr_mode=_ADDR_MODE_NRPA)
-        self.address = bytes(ble.config("mac")[1])
-        self.rotations += 1
+        if rotate:
+            ble.config(addr_mode=_ADDR_MODE_NRPA)
+            self.address = bytes(ble.config("mac")[1])
+            self.rotations += 1
         ble.gap_advertise(interval_ms * 1000, adv_data=payload, resp_data=resp_data, connectable=connectable)
         self._advertising = (payload, interval_ms, connectable)
         self._adv_since = now
@@ -156,9 +166,39 @@ class Radio:
         self._account_adv(self._now_ms())
         self._ble.gap_advertise(None)
         self._advertising = None
+        self._pending = None
 
     def advertising(self):
         return self._advertising is not None
+
+    # -- the sync window's advertisement (tokenfw.ble_sync) -------------------------------------
+    def advertise_sync(self, adv_data, resp_data, interval_ms):
+        """Replace GAEN advertising by the connectable sync advertisement, on an address of its
+        own (nothing links it to the GAEN address before or after). Offered again after a host
+        disconnects, it keeps that address, so the host can reconnect to it."""
+        rotate = not self._sync
+        if rotate:
+            self._sync = True
+            self._pending = None
+        self._start_advertising(adv_data, interval_ms, True, resp_data, rotate)
+
+    def sync_disconnected(self):
+        # The controller stopped advertising when the host connected.
+        self._account_adv(self._now_ms())
+        self._advertising = None
+
+    def end_sync(self):
+        """Close the sync advertisement. GAEN advertising resumes only with a new identifier
+        (one that rotated during the window); otherwise the token stays silent until the next
+        rotation, so the GAEN address never changes while its RPI stays."""
+        self._sync = False
+        self._account_adv(self._now_ms())
+        self._ble.gap_advertise(None)
+        self._advertising = None
+        pending = self._pending
+        self._pending = None
+        if pending is not None:
+            self._start_advertising(*pending)
 
     # -- scanning --------------------------------------------------------------------------------
     def start_scan(self, duration_ms):

@@ -45,7 +45,7 @@ _ADV_IND = 0x00
 _ADV_SCAN_IND = 0x02
 _ADV_NONCONN_IND = 0x03
 _MAX_PDUS_PER_PAIR_PER_TICK = 4000  # bounds the air's work when a tick covers hours of token time
-_CONNECT_TIMEOUT_S = 30.0
+_NOTIFY_TIMEOUT_S = 2.0
 
 
 class AirAdvertiser(LegacyAdvertiser):
@@ -320,11 +320,13 @@ class TokenSession:
             if characteristic is None:
                 return p.EINVAL
             data = body[5:]
-            if indicate:
-                await device.indicate_subscriber(connection, characteristic, data, force=True)
-            else:
-                await device.notify_subscriber(connection, characteristic, data, force=True)
-            return 0
+            send = device.indicate_subscriber if indicate else device.notify_subscriber
+            try:
+                # A link that is going down never completes the send: answer as NimBLE does.
+                await asyncio.wait_for(send(connection, characteristic, data, force=True), _NOTIFY_TIMEOUT_S)
+            except (asyncio.TimeoutError, hci.HCI_Error, ConnectionError):
+                return p.ENOTCONN
+            return 0 if conn in self.connections else p.ENOTCONN
         if kind == p.SET_VALUE:
             (handle,) = struct.unpack_from("<H", body)
             if handle not in self.characteristics:
@@ -543,6 +545,13 @@ class Air:
             for _ in range(max(0, min(count, 100_000))):
                 target.inject_report(address, int(request.get("event_type", _ADV_NONCONN_IND)), data, int(request.get("rssi", -60)))
             return {"ok": True, "scanning": bool(target.le_scan_enable)}
+        if op == "drop":
+            # The link to a token breaks (a wall, a pocket, a host that walked away).
+            session = next(s for s in self.sessions if s.name == request["name"])
+            dropped = list(session.connections.values())
+            for connection in dropped:
+                asyncio.get_running_loop().create_task(connection.disconnect())
+            return {"ok": True, "dropped": len(dropped)}
         raise ValueError(f"unknown op {op!r}")
 
     # -- the radio ------------------------------------------------------------------------

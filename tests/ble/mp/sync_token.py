@@ -1,0 +1,134 @@
+# A virtual token for BLE sync tests: the real app (tokenfw.app.Token) with its sync protocol on
+# the console (stdin/stdout: a pty the test opens as a serial port) and on the BLE GATT service
+# (tokenfw.ble_sync) in the virtual air, a sync window open, and RECORDS encounters in its log.
+#
+#   micropython sync_token.py NAME AIR_SOCKET ROOT RECORDS START_S HOST_EPOCH_S TIME_SCALE
+import json
+import select
+import sys
+import time
+
+import bluetooth
+from tokenfw import records
+from tokenfw.app import Token
+from tokenfw.ble_sync import BleSync
+from tokenfw.radio import Radio
+from tokenfw.sync.server import SyncServer
+
+_TICKS_MASK = 0x3FFFFFFF
+
+
+class Rtc:
+    def __init__(self, start_s, host_epoch_s, scale):
+        self.start_s = start_s
+        self.host_epoch_s = host_epoch_s
+        self.scale = scale
+        self.offset_s = 0.0
+
+    def world(self):
+        return self.start_s + (time.time() - self.host_epoch_s) * self.scale
+
+    def seconds(self):
+        return int(self.world() + self.offset_s)
+
+    def set_seconds(self, seconds):
+        self.offset_s = seconds - self.world()
+
+    def ticks_ms(self):
+        return int((time.time() - self.host_epoch_s) * self.scale * 1000) & _TICKS_MASK
+
+
+class Quiet:
+    def show(self, pattern):
+        pass
+
+    def pressed(self):
+        return False
+
+    def millivolts(self):
+        return 3900
+
+    def percent(self):
+        return 80
+
+
+class Console:
+    def __init__(self, scale):
+        self.scale = scale
+        self.stdin = sys.stdin.buffer
+        self.stdout = sys.stdout.buffer
+        self.poll = select.poll()
+        self.poll.register(self.stdin, select.POLLIN)
+        self.poll.register(bluetooth.poll_object(), select.POLLIN)
+        self.stdin_poll = select.poll()
+        self.stdin_poll.register(self.stdin, select.POLLIN)
+
+    def read_available(self):
+        data = b""
+        while len(data) < 256 and self.stdin_poll.poll(0):
+            byte = self.stdin.read(1)
+            if not byte:
+                break
+            data += byte
+        return data
+
+    def write(self, data):
+        self.stdout.write(data)
+
+    def wait(self, timeout_ms):
+        self.poll.poll(max(0, int(timeout_ms / self.scale)))
+        bluetooth.service()
+
+
+class Board:
+    def __init__(self, name, socket_path, start_s, host_epoch_s, scale):
+        bluetooth.attach(socket_path, name)
+        self.rtc = Rtc(start_s, host_epoch_s, scale)
+        self.radio = Radio(self.rtc.ticks_ms)
+        self.led = self.button = self.battery = Quiet()
+        self.console = Console(scale)
+
+
+class SyncToken(Token):
+    """The app plus the BLE sync service (what app.py needs to wire in, see docs/ble.md)."""
+
+    def __init__(self, board, root):
+        Token.__init__(self, board, root)
+        self.ble = BleSync(board.radio, self.config.get("serial"))
+        self.ble_server = SyncServer(self)
+
+    def handle_console(self, now):
+        Token.handle_console(self, now)
+        self.ble.poll(self.ble_server.feed)
+        self.ble.tick(now)
+
+
+def main():
+    name, socket_path, root = sys.argv[1:4]
+    count = int(sys.argv[4])
+    start_s, host_epoch_s, scale = [float(v) for v in sys.argv[5:8]]
+    try:
+        import os
+
+        os.mkdir(root)
+    except OSError:
+        pass
+    with open(root + "/config.json", "w") as f:
+        json.dump({"serial": "TT-" + name.upper(), "role": "wearable", "identity": "private",
+                   "auth_key": "00" * 32}, f)
+    board = Board(name, socket_path, start_s, host_epoch_s, scale)
+    token = SyncToken(board, root)
+    token.clock.set(int(board.rtc.world()))
+    if token.store.next_seq == 1:
+        now = token.clock.now()
+        for i in range(count):
+            rpi = (i.to_bytes(4, "little") + name.encode()) * 4
+            enc = records.Encounter(rpi[:16], bytes((i & 255, 1, 2, 3)), now - count + i, 60 + i % 500,
+                                    1 + i % 9, -40 - i % 50, -50 - i % 40, 0)
+            token.store.append(enc)
+        token.store.commit()
+    token.ble.open_window(token.clock.now(), 3600)
+    token.run()
+
+
+main()
