@@ -110,3 +110,22 @@ def test_registration_conflicts_are_refused_and_change_nothing(service, clinic):
         venue = {**Device(role="venue").provisioning()}
         venue.pop("venue_name", None)
         assert http.post("/v1/registry", json={"tokens": [venue]}).status_code == 422
+
+
+PUBLIC = {("get", "/v1/health"), ("get", "/v1/exports/latest.zip"),
+          ("get", "/v1/exports/public-key.pem")}
+
+
+def test_every_documented_operation_needs_a_key_except_the_public_ones(service):
+    """Schema-driven: walk the OpenAPI document; nothing private answers without a key."""
+    with service.http() as http:
+        document = http.get("/openapi.json").json()
+        for path, operations in document["paths"].items():
+            concrete = (path.replace("{serial}", "TT-00000001").replace("{case_id}", "1")
+                        .replace("{key_id}", "abcdefghijkl"))
+            for method in operations:
+                reply = http.request(method.upper(), concrete, json={} if method == "post" else None)
+                if (method, path) in PUBLIC:
+                    assert reply.status_code == 200, (method, path)
+                else:
+                    assert reply.status_code == 401, (method, path, reply.status_code)
