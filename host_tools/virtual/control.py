@@ -57,9 +57,23 @@ def read_info(state: str | os.PathLike) -> dict | None:
         info = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(info, dict) or not pid_alive(info.get("pid")):
-        return None
+    if not isinstance(info, dict) or not pid_alive(info.get("pid")) or not _lock_held(Path(state)):
+        return None  # a stale file (a killed supervisor, perhaps a reused pid): nothing runs
     return info
+
+
+def _lock_held(state: Path) -> bool:
+    """True while a supervisor holds STATE/lock."""
+    try:
+        with open(state / "lock", "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
 
 
 def _lock(state: Path):

@@ -297,3 +297,23 @@ def test_the_virtual_radio_is_the_boards_adapter_rotating_addresses_and_ignoring
         assert first != second and len(first) == 12  # a new random address with every identifier
         assert int(first[:2], 16) & 0xC0 == 0  # non-resolvable private address
         assert (ignored, heard) == (1, 0)  # a non-GAEN advertisement is counted, not logged
+
+
+def test_a_killed_supervisor_leaves_nothing_that_blocks_the_next_start(tmp_path):
+    import signal
+
+    with running_token(tmp_path / "tok") as token:
+        token.exec("f = open('/kept', 'w'); f.write('yes'); f.close()")
+        os.kill(token.pid, signal.SIGKILL)  # no clean stop: token.json stays behind
+        deadline = time.monotonic() + 5
+        while token.running and time.monotonic() < deadline:
+            try:
+                os.waitpid(token.pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.05)
+        assert (token.state / "token.json").exists() and not token.running
+        stale = tokentool("virtual", "stop", "--state", str(token.state))
+        assert stale.returncode == 1 and "no virtual token is running" in stale.stderr
+        token.start()
+        assert token.exec("print(open('/kept').read())") == "yes"
