@@ -83,11 +83,15 @@ def find_partitions(image: bytes) -> list[Partition]:
         if start + 32 > len(image):
             continue
         version, block_size, block_count = struct.unpack_from("<III", image, start + 20)
-        if not _plausible(block_size, block_count, start, len(image)):
-            continue
         if found and start == found[-1].offset + found[-1].block_size:
             continue  # the second block of the same superblock pair
-        found.append(Partition(start, block_size, block_count, version))
+        if start - block_size in (0, ESP32_VFS_OFFSET) and _plausible(
+                block_size, block_count, start - block_size, len(image)):
+            # block 1 of the pair at a known partition start: block 0 was damaged or erased
+            # mid-update; littlefs mounts from either half, so try the partition start first
+            found.append(Partition(start - block_size, block_size, block_count, version))
+        if _plausible(block_size, block_count, start, len(image)):
+            found.append(Partition(start, block_size, block_count, version))
 
 
 class FlashImage:

@@ -93,6 +93,16 @@ def test_a_whole_chip_dump_is_found_at_the_vfs_partition(token_image: Path, tmp_
     assert sum(1 for r in image.records() if r.error is None) == 250
 
 
+def test_a_dump_whose_first_superblock_copy_is_erased_still_mounts(token_image: Path, tmp_path: Path) -> None:
+    raw = bytearray(token_image.read_bytes())
+    raw[:4096] = b"\xff" * 4096  # littlefs keeps its superblock in a pair of blocks
+    dump = tmp_path / "dump.bin"
+    dump.write_bytes(bytes(os.urandom(ESP32_VFS_OFFSET)) + bytes(raw))
+    image = open_image(dump)
+    assert image.partition.offset == ESP32_VFS_OFFSET
+    assert sum(1 for r in image.records() if r.error is None) == 250
+
+
 def test_damaged_records_are_reported_not_hidden(token_image: Path, tmp_path: Path) -> None:
     # flip one byte of record 7 wherever littlefs keeps it
     image = open_image(token_image)
