@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import sys
 
 from host_tools.cli.output import add_json_flag, emit
 from host_tools.errors import UsageError
@@ -126,7 +127,8 @@ def run_register(args) -> int:
     return 0
 
 
-def upload_outbox(client: ServiceClient, outbox: Outbox, batch_records: int = 5000) -> dict:
+def upload_outbox(client: ServiceClient, outbox: Outbox, batch_records: int = 5000,
+                  on_batch=None) -> dict:
     """Upload until the outbox has nothing left; returns counts. A batch is marked uploaded
     only after the service accepted it. Raises ServiceError (with progress in the message)
     when the service cannot be reached or refuses a batch."""
@@ -146,6 +148,8 @@ def upload_outbox(client: ServiceClient, outbox: Outbox, batch_records: int = 50
                                   "run `tokentool upload` again later)", error.status,
                                   error.code, error.body) from error
             outbox.mark_uploaded(batch)
+            if on_batch is not None:
+                on_batch(len(batch.seqs))
             totals["batches"] += 1
             totals["stored"] += reply.get("stored", 0)
             totals["duplicates"] += reply.get("duplicates", 0)
@@ -165,7 +169,16 @@ def run_upload(args) -> int:
             registered = push_registrations(client, outbox, keystore, args)
         finally:
             keystore.close()
-        totals = upload_outbox(client, outbox, args.batch)
+        waiting = sum(row["not_uploaded"] or 0 for row in outbox.summary())
+        if waiting > args.batch and not args.json and sys.stderr.isatty():
+            from rich.progress import Progress
+
+            with Progress(transient=True) as progress:
+                task = progress.add_task("uploading", total=waiting)
+                totals = upload_outbox(client, outbox, args.batch,
+                                       lambda n: progress.advance(task, n))
+        else:
+            totals = upload_outbox(client, outbox, args.batch)
     totals["registered"] = registered["created"]
     if not totals["batches"]:
         text = "nothing to upload: the outbox is empty"
