@@ -49,6 +49,10 @@ class FlashImageError(TokenToolError):
     """The flash image cannot be built, read or updated."""
 
 
+class NoFilesystem(FlashImageError):
+    """The image has the right size but littlefs does not mount on it (wiped or corrupted)."""
+
+
 def board_config(board: str) -> dict:
     path = BOARDS_DIR / board / "board.json"
     try:
@@ -135,7 +139,7 @@ def open_image(path: str | os.PathLike, create: bool = False) -> LittleFS:
         fs.mount()
     except LittleFSError:
         if not create:
-            raise FlashImageError(f"{path} holds no littlefs filesystem") from None
+            raise NoFilesystem(f"{path} holds no littlefs filesystem") from None
         fs.format()
         fs.mount()
     return fs
@@ -171,13 +175,24 @@ def prepare(image: str | os.PathLike, board: str, refresh: bool = True, compiled
     """Create the image on first use; update changed factory files when `refresh`.
 
     Returns `{"created": bool, "updated": [paths], "removed": [paths], "bytecode_bytes": N}`
-    where N is the size of the .mpy modules installed (see `heap_allowance`).
+    where N is the size of the .mpy modules installed (the heap an ESP32 build saves by freezing
+    them).
+
+    An existing image that holds no readable littlefs is never formatted here: its contents may
+    still be recoverable. Without `refresh` it is left to the token, which formats it at boot as
+    an ESP32 does.
     """
     image = Path(image)
     created = not image.exists()
     files = factory_files(board, compiled) if (created or refresh) else {}
     try:
-        fs = open_image(image, create=True)
+        fs = open_image(image, create=created)
+    except NoFilesystem:
+        if created or refresh:
+            raise FlashImageError(
+                f"flash image {image} holds no readable littlefs filesystem; keep it for recovery, "
+                "or start with --keep-firmware to let the token format it as an ESP32 would") from None
+        return {"created": False, "updated": [], "removed": [], "bytecode_bytes": 0}
     except OSError as error:
         raise FlashImageError(f"cannot open flash image {image}: {error.strerror or error}") from None
     updated: list[str] = []
@@ -185,17 +200,22 @@ def prepare(image: str | os.PathLike, board: str, refresh: bool = True, compiled
     try:
         if created or refresh:
             previous = (_read(fs, FACTORY_LIST) or b"").decode("utf-8", "replace").split()
-            for name, content in files.items():
-                if _read(fs, name) != content:
-                    _write(fs, name, content)
-                    updated.append(name)
-            for name in previous:
-                if name not in files and _read(fs, name) is not None:
-                    fs.remove(name)
-                    removed.append(name)
-            listing = "\n".join(sorted(files)).encode() + b"\n"
-            if _read(fs, FACTORY_LIST) != listing:
-                _write(fs, FACTORY_LIST, listing)
+            try:
+                for name, content in files.items():
+                    if _read(fs, name) != content:
+                        _write(fs, name, content)
+                        updated.append(name)
+                for name in previous:
+                    if name not in files and _read(fs, name) is not None:
+                        fs.remove(name)
+                        removed.append(name)
+                listing = "\n".join(sorted(files)).encode() + b"\n"
+                if _read(fs, FACTORY_LIST) != listing:
+                    _write(fs, FACTORY_LIST, listing)
+            except LittleFSError as error:
+                raise FlashImageError(
+                    f"cannot install the firmware on flash image {image} ({error}); the flash may "
+                    "be full: free space on the token or start with --keep-firmware") from None
         bytecode = 0
         for name in (_read(fs, FACTORY_LIST) or b"").decode("utf-8", "replace").split():
             if name.endswith(".mpy"):

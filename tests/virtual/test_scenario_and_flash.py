@@ -129,3 +129,14 @@ def test_every_board_describes_chip_flash_pins_battery_radio_and_sourced_power(b
         assert config["hal"] == "tokenfw.hal_esp32"
         manifest = (BOARDS_DIR / board / "manifest.py").read_text()
         assert 'freeze("../../firmware", "tokenfw")' in manifest
+
+
+def test_an_existing_image_without_littlefs_is_never_formatted_by_the_host(tmp_path):
+    image = tmp_path / "flash.img"
+    image.write_bytes(b"\x00" * flash.IMAGE_BYTES)  # a wiped or corrupted chip
+    with pytest.raises(flash.FlashImageError, match="holds no readable littlefs filesystem; keep it"):
+        flash.prepare(image, "virtual")
+    assert image.read_bytes() == b"\x00" * flash.IMAGE_BYTES
+    # Without a refresh the host leaves it to the token (which formats it at boot, as an ESP32).
+    assert flash.prepare(image, "virtual", refresh=False)["updated"] == []
+    assert image.read_bytes() == b"\x00" * flash.IMAGE_BYTES
