@@ -306,8 +306,12 @@ class Store:
         if size != expected and size >= 0:
             # Part of the batch landed (non-atomic filesystem): continue in a new segment that
             # starts at the first unwritten record, so the batch's seqs still match positions.
-            self._new_segment(last + self._counts[-1])
-            self._counts[-2] = min(self._counts[-2], self._firsts[-1] - last)
+            # A segment with nothing committed is simply emptied again.
+            if self._counts[-1]:
+                self._new_segment(last + self._counts[-1])
+            else:
+                with open(self._path(last), "wb"):
+                    pass
         if failures > 3:
             return False
         if _errno(error) == _ENOSPC:

@@ -408,3 +408,38 @@ def test_a_token_booting_on_a_full_chip_keeps_running_and_logs_once_space_return
         assert read_all(Store(flash.path("log")), seq) == [(seq, encounter(99))]
     finally:
         flash.close()
+
+
+class TornWriteStore(Store):
+    # A filesystem that is not atomic (a host disk, FAT): the next append stops midway, with
+    # whole records and half of one on the medium, and reports an I/O error.
+    tear_next = False
+
+    def _write_tail(self, start, count):
+        if not self.tear_next:
+            return Store._write_tail(self, start, count)
+        self.tear_next = False
+        whole = count // 2
+        with open(self._path(self._firsts[-1]), "ab") as f:
+            f.write(self._batch_view[start * 32:(start + whole) * 32 + 13])
+        raise OSError(5, "EIO")
+
+
+def test_a_write_torn_midway_continues_in_a_new_segment_without_reusing_seqs():
+    flash = Flash()
+    try:
+        store = TornWriteStore(flash.path("log"), batch_records=10, segment_records=100)
+        for n in range(10):
+            store.append(encounter(n))
+        store.commit()
+        for n in range(10, 20):
+            store.append(encounter(n))
+        store.tear_next = True
+        assert store.commit() == 10  # retried after the error: all written
+        assert read_all(store) == [(seq, encounter(seq - 1)) for seq in range(1, 21)]
+        flash.power_cycle()
+        store = Store(flash.path("log"), batch_records=10, segment_records=100)
+        assert read_all(store) == [(seq, encounter(seq - 1)) for seq in range(1, 21)]  # no seq twice
+        assert store.append(encounter(20)) == 21
+    finally:
+        flash.close()
