@@ -317,3 +317,16 @@ def test_a_killed_supervisor_leaves_nothing_that_blocks_the_next_start(tmp_path)
         assert stale.returncode == 1 and "no virtual token is running" in stale.stderr
         token.start()
         assert token.exec("print(open('/kept').read())") == "yes"
+
+
+def test_an_erased_chip_is_formatted_by_the_token_at_boot_like_an_esp32(tmp_path):
+    state = tmp_path / "tok"
+    state.mkdir()
+    (state / "flash.img").write_bytes(b"\xff" * flash.IMAGE_BYTES)  # erased flash, no filesystem
+    refused = tokentool("virtual", "start", "--state", str(state))
+    assert refused.returncode == 1 and "holds no readable littlefs filesystem" in refused.stderr
+    with running_token(state, refresh_firmware=False) as token:
+        assert token.exec("import os; print(os.listdir('/'))") == "[]"  # formatted, empty, REPL
+        token.exec("f = open('/x', 'w'); f.write('1'); f.close()")
+        token.stop()
+        assert token.read_file("x") == b"1"
