@@ -22,13 +22,12 @@ _EVENT_BODY = const(60)
 
 
 class EventLog:
-    """A bounded ring of (time, code, detail) entries: the token's own error and event log.
-
-    One file of `capacity` fixed 64-byte slots; entry n goes to slot n % capacity, written in
-    place, so the file never grows past capacity * 64 bytes and the newest entries win. The
-    head is found at open by the highest intact entry number. `code` is a short name
-    (<= 12 bytes, e.g. "torn_tail"), `detail` free text cut to 40 bytes.
-    """
+    # A bounded ring of (time, code, detail) entries: the token's own error and event log.
+    #
+    # One file of `capacity` fixed 64-byte slots; entry n goes to slot (n - 1) % capacity,
+    # written in place, so the file never grows past capacity * 64 bytes and the newest entries
+    # win. The head is found at open by the highest intact entry number. `code` is a short name
+    # (<= 12 bytes, e.g. "torn_tail"), `detail` free text cut to 40 bytes.
 
     def __init__(self, path="/events.bin", capacity=64, clock=None):
         if capacity < 1:
@@ -60,8 +59,8 @@ class EventLog:
         return seq
 
     def log(self, code, detail="", now=None):
-        """Add one entry; returns its number. Never raises for a full or failing flash (the
-        event log must not stop the token): returns 0 then."""
+        # Add one entry; returns its number. Never raises for a full or failing flash (the
+        # event log must not stop the token): returns 0 then.
         if now is None:
             now = self.clock() if self.clock is not None else 0
         if not isinstance(code, bytes):
@@ -87,7 +86,7 @@ class EventLog:
         return seq
 
     def records(self, from_seq=1):
-        """Yield (seq, time, code, detail) for intact entries with seq >= from_seq, oldest first."""
+        # Yield (seq, time, code, detail) for intact entries with seq >= from_seq, oldest first.
         first = max(from_seq, self.next_seq - self.capacity, 1)
         buf = self._slot
         try:
@@ -105,7 +104,7 @@ class EventLog:
             f.close()
 
     def entries(self):
-        """Yield (time, code, detail), oldest first."""
+        # Yield (time, code, detail), oldest first.
         for _, now, code, detail in self.records():
             yield now, code, detail
 

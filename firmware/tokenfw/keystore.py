@@ -22,12 +22,11 @@ def _crc(data):
 
 
 class KeyStore:
-    """The token's own Temporary Exposure Keys, 21 days of them, in one small file rewritten
-    atomically (temporary file + rename) on every change: at most one write a day.
-
-    put(tek, start_interval), get(start_interval) -> tek | None,
-    since(enin) -> [(tek, start_interval)] oldest first, entries(), prune(enin), wipe().
-    """
+    # The token's own Temporary Exposure Keys, 21 days of them, in one small file rewritten
+    # atomically (temporary file + rename) on every change: at most one write a day.
+    #
+    # put(tek, start_interval), get(start_interval) -> tek | None,
+    # since(enin) -> [(tek, start_interval)] oldest first, entries(), prune(enin), wipe().
 
     def __init__(self, path="/keys.bin", retention_days=KEY_RETENTION_DAYS):
         self.path = path
@@ -35,7 +34,7 @@ class KeyStore:
         self.corrupt_skipped = 0
 
     def entries(self):
-        """All stored (tek, start_interval), oldest first. A corrupt entry is skipped."""
+        # All stored (tek, start_interval), oldest first. A corrupt entry is skipped.
         found = []
         buf = bytearray(_KEY_ENTRY)
         try:
@@ -61,12 +60,12 @@ class KeyStore:
         return None
 
     def since(self, enin):
-        """Keys valid at or after interval `enin` (their day has not ended before it)."""
+        # Keys valid at or after interval `enin` (their day has not ended before it).
         return [e for e in self.entries() if e[1] + _INTERVALS_PER_DAY > enin]
 
     def put(self, tek, start_interval):
-        """Store (or replace) the key starting at `start_interval`; keys more than the
-        retention period older than the newest one are dropped."""
+        # Store (or replace) the key starting at `start_interval`; keys more than the
+        # retention period older than the newest one are dropped.
         if len(tek) != 16 or not isinstance(start_interval, int) or start_interval < 0:
             raise ValueError("a TEK is 16 bytes with a non-negative start interval")
         kept = [e for e in self.entries() if e[1] != start_interval]
@@ -75,7 +74,7 @@ class KeyStore:
         self._write(kept, newest)
 
     def prune(self, enin):
-        """Drop keys older than the retention period at interval `enin`."""
+        # Drop keys older than the retention period at interval `enin`.
         kept = self.entries()
         before = len(kept)
         self._write(kept, enin, only_if_changed=before)
