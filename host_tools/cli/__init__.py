@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "host_tools.cli.provision",
     "host_tools.cli.token_keys",
     "host_tools.cli.service",
+    "host_tools.cli.scan",
 ]
 
 def build_parser() -> argparse.ArgumentParser:

@@ -106,3 +106,38 @@ def test_a_dropped_connection_mid_dump_resumes(lab):
                 dropped = True
         assert dropped and ble.reconnects >= 1
     assert [seq for seq, _ in got] == list(range(1, RECORDS + 1))
+
+
+def tokentool(*args: str) -> subprocess.CompletedProcess:
+    import sys
+    from pathlib import Path
+
+    tool = Path(sys.executable).with_name("tokentool")
+    return subprocess.run([str(tool), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_tokentool_scan_lists_the_token_with_its_window_open(lab):
+    import json
+
+    lab.wait_for_window()
+    result = tokentool("scan", "--air", lab.air.socket_path, "--timeout", "2", "--json")
+    assert result.returncode == 0, result.stderr
+    tokens = json.loads(result.stdout)
+    assert [t["serial"] for t in tokens] == ["TT-ADA"]
+    assert tokens[0]["port"] == "ble:TT-ADA" and -100 < tokens[0]["rssi"] < 0
+    human = tokentool("scan", "--air", lab.air.socket_path, "--timeout", "2")
+    assert "TT-ADA" in human.stdout and "sync window open" in human.stdout
+
+
+def test_tokentool_scan_rejects_a_bad_timeout_in_one_sentence():
+    result = tokentool("scan", "--timeout", "0")
+    assert result.returncode == 2
+    assert result.stderr.startswith("tokentool: --timeout must be between 0 and 600 seconds")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_token_is_one_clear_sentence(lab):
+    from host_tools.errors import TransportError
+
+    with pytest.raises(TransportError, match="TT-NOBODY is not offering Bluetooth sync; press its button"):
+        BleTransport("TT-NOBODY", air=lab.air.socket_path, scan_timeout_s=1.5)
