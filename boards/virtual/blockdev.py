@@ -3,8 +3,9 @@
 #
 # Power-cut injection: with cut_after_writes=N the chip completes N program/erase operations and
 # then loses power. The operation in flight is torn (only its first half reaches the file, as a
-# NOR page program stops midway) and PowerCut is raised; every later operation raises too, so
-# nothing after the cut can land. Reopen the file with a new FileBlockDevice to "power up".
+# NOR page program or sector erase stops midway) and PowerCut is raised; every later operation
+# raises too, so nothing after the cut can land. Reopen the file with a new FileBlockDevice to
+# "power up".
 #
 # Every write goes to the file at once, so a killed process leaves the image exactly as the flash
 # would be. MicroPython's unix-port files are unbuffered (each write is a write(2)) and their
@@ -92,15 +93,19 @@ class FileBlockDevice:
             # Erase one block to 0xFF in 256-byte steps: one operation for the cut counter.
             if not self.powered:
                 raise PowerCut("flash has no power")
-            if self.cut_after_writes is not None and self.writes >= self.cut_after_writes:
-                self.powered = False
-                raise PowerCut("power cut after %d flash writes" % self.writes)
+            cut = self.cut_after_writes is not None and self.writes >= self.cut_after_writes
+            # An erase cut by a power loss stops midway, like a page program: half the block
+            # reads erased, the rest still holds its old contents.
+            size = self.block_size // 2 if cut else self.block_size
             start = arg * self.block_size
-            for step in range(0, self.block_size, len(_ERASED)):
+            for step in range(0, size, len(_ERASED)):
                 self._file.seek(start + step)
                 self._file.write(_ERASED)
             if _FLUSH:
                 self._file.flush()
+            if cut:
+                self.powered = False
+                raise PowerCut("power cut after %d flash writes" % self.writes)
             self.writes += 1
             return 0
         return 0  # init, deinit, sync: nothing to do for a file

@@ -76,3 +76,19 @@ def test_mount_formats_a_blank_chip_once():
         chip.close()
     finally:
         remove_tree(where)
+
+
+def test_an_erase_cut_by_a_power_loss_stops_halfway():
+    where = scratch_dir("bdev")
+    try:
+        chip = blockdev.FileBlockDevice(where + "/chip.img", block_count=4, cut_after_writes=1)
+        chip.writeblocks(1, b"\x22" * 4096)
+        raises(blockdev.PowerCut, chip.ioctl, 6, 1)
+        chip.close()
+        chip = blockdev.FileBlockDevice(where + "/chip.img", block_count=4)
+        buf = bytearray(4096)
+        chip.readblocks(1, buf)
+        assert buf[:2048] == b"\xff" * 2048 and buf[2048:] == b"\x22" * 2048
+        chip.close()
+    finally:
+        remove_tree(where)
