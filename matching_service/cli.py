@@ -256,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
         print(f"matching-service: the database refused the operation ({reason})", file=sys.stderr)
         return 1
+    except OSError as error:
+        where = f" {error.filename}" if error.filename else ""
+        print(f"matching-service: cannot use{where}: {error.strerror or error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
