@@ -98,7 +98,6 @@ class Air:
         self.name = name
         self.world = world
         self.scenario = scenario
-        self._adv_cache: dict[str, tuple[float, bytes | None]] = {}
 
     @classmethod
     def join(cls, path, name: str, scenario_file=None, time_scale: float | None = None,
@@ -161,21 +160,12 @@ class Air:
             pass
 
     def advertisement_of(self, name: str) -> bytes | None:
-        """The current advertisement of token `name`, or None (absent, stopped, silent)."""
-        path = self._token_path(name)
-        try:
-            mtime = path.stat().st_mtime_ns
-        except FileNotFoundError:
+        """The current advertisement of token `name`, or None (absent, stopped, silent).
+        Read fresh every time: file timestamps are too coarse to tell two rewrites apart."""
+        data = _read_json(self._token_path(name))
+        if not isinstance(data, dict) or not isinstance(data.get("adv"), str) or not pid_alive(data.get("pid")):
             return None
-        cached = self._adv_cache.get(name)
-        if cached and cached[0] == mtime:
-            return cached[1]
-        data = _read_json(path)
-        adv = None
-        if isinstance(data, dict) and pid_alive(data.get("pid")) and isinstance(data.get("adv"), str):
-            try:
-                adv = bytes.fromhex(data["adv"])
-            except ValueError:
-                adv = None
-        self._adv_cache[name] = (mtime, adv)
-        return adv
+        try:
+            return bytes.fromhex(data["adv"])
+        except ValueError:
+            return None
