@@ -161,3 +161,27 @@ def test_relayed_identifier_is_flagged_in_the_case_report(service, clinic, offic
     assert relay and {near.serial, victim.serial} <= set(relay[0]["serials"])
     flagged = {c["serial"] for c in report["contacts"] if "relay" in c["flags"]}
     assert victim.serial in flagged
+
+
+def test_wearer_at_the_cases_venue_uploading_later_turns_exposed(service, clinic, official):
+    """Venue co-visit found from a log uploaded after the case: the wearer never heard the
+    case itself (other side of the market) but heard the same beacon at the same time."""
+    now = int(time.time())
+    day = now // DAY_S - 1
+    start = day * DAY_S + 11 * 3600
+    case, shopper = Device(), Device()
+    market = Device(role="venue", venue_name="Fish market", venue_place="Harbour")
+    case.hear(market, start, start + 40 * 60, rssi=-70)
+    shopper.hear(market, start + 10 * 60, start + 50 * 60, rssi=-75)
+    clinic.register([d.provisioning() for d in (case, shopper, market)])
+    code = official.issue_code(case.serial)["code"]
+    case_id = clinic.report_positive(code, case.diagnosis_keys([day]),
+                                     case.upload_body(now - 60))["case_id"]
+    assert clinic.status(shopper.serial)["status"] == "not_exposed"
+    clinic.upload(shopper.upload_body(now - 30))
+    status = clinic.status(shopper.serial)
+    assert status["status"] == "exposed"
+    assert {(e["method"], e["case_id"]) for e in status["exposures"]} == {("venue", case_id)}
+    venue = official.case_report(case_id)["venues"][0]
+    assert venue["name"] == "Fish market"
+    assert [v["serial"] for v in venue["visitors"]] == [shopper.serial]
