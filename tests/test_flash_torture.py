@@ -1,8 +1,9 @@
 """Power-cut torture of the flash store on real littlefs under the real MicroPython interpreter.
 
 A workload (appends with periodic commits, segment rotation, an acknowledgement, retention that
-deletes a segment, an own-TEK update, event-log writes; and, on a tiny chip, the full-flash policy dropping old
-segments) is replayed once per block-write index N with the virtual flash chip losing power
+deletes a segment, an own-TEK update, event-log writes; on a tiny chip, the full-flash policy
+dropping old segments; and the device's own batch and segment sizes, one segment file spanning
+several blocks) is replayed once per block-write index N with the virtual flash chip losing power
 after N program/erase operations. After each cut a fresh FileBlockDevice on the same image
 "powers up" the chip and the test checks what a user of the token relies on:
 
