@@ -330,3 +330,15 @@ def test_an_erased_chip_is_formatted_by_the_token_at_boot_like_an_esp32(tmp_path
         token.exec("f = open('/x', 'w'); f.write('1'); f.close()")
         token.stop()
         assert token.read_file("x") == b"1"
+
+
+def test_a_state_path_too_long_for_a_unix_socket_still_works(tmp_path):
+    state = tmp_path / ("long-directory-name-" * 6) / "tok"  # sun_path holds only 108 bytes
+    assert len(str(state / "radio.sock")) > 108
+    with running_token(state) as token:
+        assert token.exec("import json, hal_virtual; b = hal_virtual.open_board(json.load(open('/board.json')));"
+                          " b.led.show('ok'); print(b.button.pressed())") == "False"
+        assert token.led()["pattern"] == "ok"
+        (state / "button").touch()
+        assert token.exec("import json, hal_virtual; print(hal_virtual.open_board("
+                          "json.load(open('/board.json'))).button.pressed())") == "True"
