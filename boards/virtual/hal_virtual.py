@@ -26,6 +26,7 @@
 # (sleeps and console waits shrink by the scale, so one token second stays one world second).
 import os
 import select
+import socket
 import struct
 import sys
 import time
@@ -55,8 +56,6 @@ class Link:
         self.sock = None
 
     def _connect(self):
-        import socket
-
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(struct.pack("H", socket.AF_UNIX) + self.path.encode() + b"\0")
         self.sock = s
