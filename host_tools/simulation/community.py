@@ -51,7 +51,7 @@ class VenueKind:
 
 
 VENUE_KINDS = (
-    VenueKind("market", ENV_OPEN, (60.0, 40.0), 7.0, 13.0, (6, 18), popularity=3.0),
+    VenueKind("market", ENV_OPEN, (60.0, 40.0), 7.0, 13.0, (4, 12), popularity=3.0),
     VenueKind("clinic", ENV_INDOOR, (20.0, 15.0), 8.0, 16.0, (4, 12), popularity=0.8),
     VenueKind("mosque", ENV_INDOOR, (18.0, 14.0), 5.0, 20.5, (4, 7),
               sessions_h=(5.0, 12.5, 15.5, 18.0, 19.5), popularity=2.0),
@@ -76,13 +76,13 @@ ROOM_STAY = 0.85               # chance of staying in the same room for the next
 class CommunityConfig:
     population: int = 1000        # wearers
     days: int = 14
-    venues: int | None = None     # None: one venue per 200 wearers (at least 5)
+    venues: int | None = None     # None: one venue per 80 wearers (at least 5)
     escrowed_share: float = 0.8
     seed: int = 1
     start_s: int = DEFAULT_START_S
 
     def venue_count(self) -> int:
-        return self.venues if self.venues is not None else max(5, self.population // 200)
+        return self.venues if self.venues is not None else max(5, self.population // 80)
 
 
 @dataclass

@@ -58,15 +58,33 @@ def tx_radiated(c: Community, tx_power_dbm: int, seed: int) -> np.ndarray:
     return (tx_power_dbm + rng.normal(0.0, radio.TX_SPREAD_SIGMA_DB, total)).astype(np.float32)
 
 
-def compute(c: Community, tx: np.ndarray) -> tuple[Links, Truth]:
-    parts, truth_parts, wall_pairs = [], [], set()
-    for day in range(c.config.days):
-        links, truth, walls = _day(c, tx, day)
-        parts.append(links)
-        truth_parts.append(truth)
-        wall_pairs |= walls
+_SHARED: dict = {}
+
+
+def _day_worker(day: int):
+    return _day(_SHARED["c"], _SHARED["tx"], day)
+
+
+def compute(c: Community, tx: np.ndarray, processes: int = 1) -> tuple[Links, Truth]:
+    """Links and ground truth for the whole run; days are independent, so they run in
+    `processes` forked workers."""
+    days = list(range(c.config.days))
+    if processes > 1 and len(days) > 1:
+        import multiprocessing
+
+        _SHARED.update(c=c, tx=tx)
+        try:
+            with multiprocessing.get_context("fork").Pool(processes) as pool:
+                out = pool.map(_day_worker, days, chunksize=1)
+        finally:
+            _SHARED.clear()
+    else:
+        out = [_day(c, tx, day) for day in days]
+    parts = [o[0] for o in out]
+    truth_parts = [o[1] for o in out]
+    wall_pairs = set().union(*(o[2] for o in out))
     cat = [np.concatenate([p[i] for p in parts]) for i in range(6)]
-    order = np.lexsort((cat[2], cat[1], cat[0]))
+    order = np.argsort(cat[0].astype(np.int64) * (c.slots + 1) + cat[1], kind="stable")
     links = Links(*(a[order] for a in cat))
     t = [np.concatenate([p[i] for p in truth_parts]) for i in range(4)]
     return links, Truth(t[0], t[1], t[2], t[3], wall_pairs)

@@ -1,0 +1,333 @@
+"""Run a community simulation end to end and measure it.
+
+    community -> positions, ground truth, radio links (numpy)
+    -> each token's identifiers, scan windows, aggregation, records (firmware modules)
+    -> clinic path (outbox + upload format, or the record codec alone at scale)
+    -> matching service engine: decentralized matching, escrowed case reports, risk scoring
+    -> metrics against the ground truth
+
+`simulate(config, profiles)` runs several power profiles over one community: everything that
+does not depend on the radio schedule (community, links, identifiers) is computed once.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from tokenfw import records, scheduler
+from tokenfw.radio import ADV_EVENT_US
+
+from . import clinic, contacts, exposure, radio, tokens
+from .community import SLOT_S, SLOTS_PER_DAY, CommunityConfig, build
+
+BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
+FLASH_USABLE_SHARE = 0.969    # littlefs overhead: benchmarks/results/firmware_core.md (316.6 days at 200/day)
+RETENTION_POLICY_DAYS = 21    # docs/design.md: the token keeps 21 days
+THRESHOLDS_S = (300, 450, 600, 750, 900, 1200, 1500, 1800, 2700, 3600)
+DURATION_BINS_MIN = (0, 5, 10, 15, 20, 30, 45, 60, 120, 100000)
+
+
+class SimulationError(ValueError):
+    """A simulation parameter that cannot be used (message is one sentence)."""
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    population: int = 1000
+    days: int = 14
+    venues: int | None = None
+    profile: str = "continuous"
+    board: str = "esp32-devkitc"
+    escrowed_share: float = 0.8
+    positive_share: float = 0.01
+    seed: int = 1
+    processes: int = 0              # 0: every core
+    clinic_path: str = "auto"       # "outbox" | "codec" | "auto" (outbox up to 500 wearers)
+
+
+def wearable_profiles() -> list[str]:
+    """The firmware's power profiles a wearable token can run (those that scan)."""
+    return [name for name, p in scheduler.PROFILES.items() if p["scan"]]
+
+
+def boards() -> dict[str, dict]:
+    out = {}
+    for path in sorted(BOARDS_DIR.glob("*/board.json")):
+        data = json.loads(path.read_text())
+        if path.parent.name != "virtual":
+            out[path.parent.name] = data
+    return out
+
+
+def validate(config: SimulationConfig, profiles: list[str]) -> dict:
+    if not 2 <= config.population <= 200_000:
+        raise SimulationError("population must be between 2 and 200000 wearers")
+    if not 1 <= config.days <= 28:
+        raise SimulationError("days must be between 1 and 28")
+    if config.venues is not None and not 1 <= config.venues <= 10_000:
+        raise SimulationError("venues must be between 1 and 10000")
+    if not 0.0 <= config.escrowed_share <= 1.0:
+        raise SimulationError("the escrowed share must be between 0 and 1")
+    if not 0.0 < config.positive_share <= 0.5:
+        raise SimulationError("the share testing positive must be above 0 and at most 0.5")
+    if config.clinic_path not in ("auto", "outbox", "codec"):
+        raise SimulationError("the clinic path must be auto, outbox or codec")
+    known = wearable_profiles()
+    for p in profiles:
+        if p not in known:
+            raise SimulationError("unknown power profile %r for a wearable token (known: %s)"
+                                  % (p, ", ".join(known)))
+    all_boards = boards()
+    if config.board not in all_boards:
+        raise SimulationError("unknown board %r (known: %s)" % (config.board, ", ".join(all_boards)))
+    return all_boards
+
+
+def serial_of(token: int, n: int) -> str:
+    return "TT-S%07d" % token if token < n else "TT-V%07d" % (token - n)
+
+
+def simulate(config: SimulationConfig, profiles: list[str] | None = None, progress=None) -> dict:
+    """Run the simulation for each profile (default: config.profile); returns the results
+    (JSON-ready), one entry per profile under "profiles"."""
+    profiles = list(profiles or [config.profile])
+    all_boards = validate(config, profiles)
+    say = progress or (lambda msg: None)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    processes = config.processes or tokens.cpu_count()
+
+    say("building the community")
+    c = build(CommunityConfig(config.population, config.days, config.venues, config.escrowed_share,
+                              config.seed))
+    n, v = c.n, len(c.venues)
+    board = all_boards[config.board]
+    tx_advertised = int(board["radio"]["tx_power_dbm"])
+    tx = contacts.tx_radiated(c, tx_advertised, config.seed)
+    say("placing %d wearers in %d homes and %d venues, slot by slot" % (n, int(c.household.max()) + 1, v))
+    links, truth = contacts.compute(c, tx, processes)
+    timings["community_and_links_s"] = time.perf_counter() - t0
+
+    rng = np.random.default_rng([config.seed, 0xCA5E])
+    n_cases = max(1, int(round(config.positive_share * n)))
+    cases = np.sort(rng.choice(n, size=n_cases, replace=False))
+    start_s, end_s = c.start_s, c.start_s + config.days * 86400
+    enin0 = start_s // tokens.INTERVAL_S
+    intervals = config.days * 144
+    identity = ["escrowed" if c.escrowed[i] else "private" for i in range(n)] + ["escrowed"] * v
+    needed = np.zeros((n + v, intervals), dtype=bool)
+    needed[links.advertiser, links.slot // (tokens.INTERVAL_S // SLOT_S)] = True
+    keys_for = np.zeros(n + v, dtype=bool)
+    keys_for[cases] = True
+
+    t = time.perf_counter()
+    say("deriving identifiers with the firmware's GAEN code")
+    shared = {"needed": needed, "enin0": enin0, "seed": config.seed, "identity": identity,
+              "tx_advertised": tx_advertised, "keys_for": keys_for}
+    ident = bytearray((n + v) * intervals * 20)
+    teks: dict[int, dict[int, bytes]] = {}
+    for token, rel, blob, token_teks in tokens.run_pool(tokens.identifiers_worker,
+                                                        list(range(n + v)), shared, processes):
+        base = token * intervals
+        mv = memoryview(blob)
+        for k, e in enumerate(rel.tolist()):
+            o = (base + e) * 20
+            ident[o:o + 20] = mv[k * 20:k * 20 + 20]
+        if token_teks:
+            teks[token] = token_teks
+    ident = bytes(ident)
+    timings["identifiers_s"] = time.perf_counter() - t
+
+    link_start = np.searchsorted(links.observer, np.arange(n + 1))
+    results = {}
+    for profile in profiles:
+        say("running every token's scan schedule and encounter log (%s profile)" % profile)
+        results[profile] = _run_profile(config, c, profile, links, link_start, ident, intervals,
+                                        enin0, truth, cases, teks, all_boards, tx_advertised,
+                                        processes, say)
+    return {
+        "config": asdict(config),
+        "wearers": n,
+        "venues": v,
+        "households": int(c.household.max()) + 1,
+        "days": config.days,
+        "cases": len(cases),
+        "escrowed_wearers": int(c.escrowed.sum()),
+        "links": len(links),
+        "shared_timings_s": {k: round(x, 2) for k, x in timings.items()},
+        "profiles": results,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def _run_profile(config, c, profile, links, link_start, ident, intervals, enin0, truth, cases,
+                 teks, all_boards, tx_advertised, processes, say) -> dict:
+    t0 = time.perf_counter()
+    n, days = c.n, config.days
+    start_s, end_s = c.start_s, c.start_s + days * 86400
+    shared = {"start_s": start_s, "end_s": end_s, "profile": profile, "seed": config.seed,
+              "link_start": link_start, "slot": links.slot, "advertiser": links.advertiser,
+              "rssi": links.rssi, "distance": links.distance, "in_range": links.in_range,
+              "enin0": enin0, "ident": ident, "intervals": intervals}
+    logs = tokens.run_pool(tokens.aggregate_worker, list(range(n)), shared, processes)
+    logs.sort(key=lambda log: log.token)
+    t_tokens = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    serials = [serial_of(i, n) for i in range(n + len(c.venues))]
+    path = config.clinic_path
+    if path == "auto":
+        path = "outbox" if n <= 500 else "codec"
+    case_set = set(cases.tolist())
+    if path == "outbox":
+        say("syncing every token into a clinic outbox and reading its upload batches")
+        sightings = clinic.through_outbox(logs, serials, end_s)
+    else:
+        say("decoding the records the matching service needs with the record codec")
+        wanted = exposure.identifiers_of(ident, intervals, [*cases.tolist(), *range(n, n + len(c.venues))])
+        sightings = clinic.through_codec(logs, serials, wanted, case_set)
+    t_clinic = time.perf_counter() - t
+
+    t = time.perf_counter()
+    say("matching: decentralized keys and escrowed case reports for %d cases" % len(cases))
+    outcome = exposure.run(c, serials, sightings, cases, teks, tx_advertised, end_s, processes)
+    t_matching = time.perf_counter() - t
+
+    metrics = _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start_s, config.board)
+    metrics["clinic_path"] = path
+    metrics["sightings_to_matching"] = len(sightings)
+    metrics["timings_s"] = {"tokens": round(t_tokens, 2), "clinic": round(t_clinic, 2),
+                            "matching": round(t_matching, 2),
+                            "total": round(time.perf_counter() - t0, 2)}
+    return metrics
+
+
+def _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start_s, board_name) -> dict:
+    n, days = c.n, c.config.days
+    case_set = set(cases.tolist())
+    index_of = {s: i for i, s in enumerate(serials)}
+    # Ground truth: wearers (not cases) with a close contact of a case on some day.
+    seconds = defaultdict(int)   # (wearer, case, day) -> close seconds
+    for a, b, d, sec in zip(truth.a.tolist(), truth.b.tolist(), truth.day.tolist(), truth.seconds.tolist()):
+        if a in case_set and b not in case_set:
+            seconds[(b, a, d)] += sec
+        if b in case_set and a not in case_set:
+            seconds[(a, b, d)] += sec
+    truth_exposed = {w for (w, _, _), s in seconds.items() if s >= contacts.CLOSE_CONTACT_S}
+
+    def idx(serials_set):
+        return {index_of[s] for s in serials_set if s in index_of and index_of[s] < n} - case_set
+
+    esc = idx(outcome.escrowed_exposed)
+    esc_venues = idx(outcome.escrowed_with_venues)
+    dec = idx(outcome.decentralized_exposed)
+
+    def score(pred):
+        tp = len(pred & truth_exposed)
+        return {"recall": round(tp / len(truth_exposed), 4) if truth_exposed else None,
+                "precision": round(tp / len(pred), 4) if pred else None,
+                "exposed_found": len(pred), "true_positives": tp}
+
+    # Detection by cumulative close time: was the (wearer, case, day) flagged that day?
+    flagged_days = {(index_of[w], index_of[case], day - start_s // 86400)
+                    for (w, case, day) in outcome.escrowed_days}
+    dur_edges = np.array(DURATION_BINS_MIN) * 60
+    by_duration = []
+    for lo, hi in zip(dur_edges[:-1], dur_edges[1:]):
+        keys = [k for k, s in seconds.items() if lo < s <= hi or (lo == 0 and s == 0)]
+        hit = sum(1 for k in keys if k in flagged_days)
+        by_duration.append({"from_min": int(lo // 60), "to_min": int(hi // 60), "pairs": len(keys),
+                            "detected": round(hit / len(keys), 4) if keys else None})
+
+    attempts = sum(log.attempts for log in logs)
+    heard = sum(log.heard for log in logs)
+    by_distance = [{"from_m": float(tokens.DISTANCE_BINS_M[i]), "to_m": float(tokens.DISTANCE_BINS_M[i + 1]),
+                    "windows": int(attempts[i]),
+                    "heard": round(float(heard[i]) / attempts[i], 4) if attempts[i] else None}
+                   for i in range(len(attempts))]
+
+    thresholds = []
+    for thr in THRESHOLDS_S:
+        e = idx({s for s, w in outcome.escrowed_best.items() if w >= thr})
+        d = idx({s for s, w in outcome.decentralized_best.items() if w >= thr})
+        thresholds.append({"threshold_s": thr, "escrowed": score(e), "decentralized": score(d)})
+
+    # Venue visits of the cases: found when the case report lists that venue at an overlapping time.
+    visits = [(p, ven, f, e) for (p, ven, f, e) in c.outings if p in case_set]
+    found = 0
+    for p, ven, f, e in visits:
+        lo, hi = start_s + f * SLOT_S, start_s + e * SLOT_S
+        windows = outcome.case_venues.get(serials[p], [])
+        if any(vs == serials[n + ven] and a <= hi + 600 and b >= lo - 600 for vs, a, b in windows):
+            found += 1
+    wall_fp = sum(1 for w in esc - truth_exposed
+                  if any((min(w, k), max(w, k)) in truth.wall_pairs
+                         for k in outcome.named_by.get(serials[w], ())))
+
+    counts = np.array([log.count for log in logs], dtype=np.float64)
+    per_day = counts / days
+    flash_per_day = per_day * records.RECORD_SIZE
+    scan_ms_day = float(np.mean([log.scan_ms for log in logs])) / days
+    prof = scheduler.profile(profile)
+    battery = battery_days(prof, scan_ms_day, all_boards)
+    retention = {}
+    for name, b in all_boards.items():
+        usable = b["flash"]["vfs_bytes"] * FLASH_USABLE_SHARE
+        retention[name] = {
+            "mean_wearer_days": round(usable / max(float(flash_per_day.mean()), 1.0), 1),
+            "busiest_5pct_days": round(usable / max(float(np.percentile(flash_per_day, 95)), 1.0), 1),
+        }
+    return {
+        "profile": profile,
+        "truth_exposed": len(truth_exposed),
+        "truth_close_pairs_with_cases": sum(1 for s in seconds.values() if s >= contacts.CLOSE_CONTACT_S),
+        "recall": score(esc)["recall"],
+        "precision": score(esc)["precision"],
+        "escrowed": score(esc),
+        "escrowed_with_venue_covisitors": score(esc_venues),
+        "decentralized": score(dec),
+        "venue_visits": len(visits),
+        "venue_recall": round(found / len(visits), 4) if visits else None,
+        "wall_false_alarms": wall_fp,
+        "false_alarms": len(esc - truth_exposed),
+        "battery_days": {k: v["firmware_as_is"] for k, v in battery.items()},
+        "battery": battery,
+        "flash_bytes_per_day": round(float(flash_per_day.mean()), 1),
+        "flash_bytes_per_day_p95": round(float(np.percentile(flash_per_day, 95)), 1),
+        "records_per_day": round(float(per_day.mean()), 1),
+        "evicted_records": int(sum(log.evicted for log in logs)),
+        "retention_days": min(RETENTION_POLICY_DAYS, retention[board_name]["mean_wearer_days"]),
+        "retention": retention,
+        "scan_s_per_day": round(scan_ms_day / 1000, 1),
+        "sightings_per_token_day": round(float(np.mean([log.sightings for log in logs])) / days, 1),
+        "detection_by_distance": by_distance,
+        "detection_by_duration": by_duration,
+        "thresholds": thresholds,
+    }
+
+
+def battery_days(prof: dict, scan_ms_per_day: float, all_boards: dict) -> dict:
+    """Battery life per board from the radio on-time of the schedule and the board's power
+    figures: receive current while scanning, transmit current for each advertising event
+    (tokenfw.radio.ADV_EVENT_US of air per event), and between them either the idle current
+    (the firmware waits with time.sleep_ms: modem sleep) or light sleep (what it could reach)."""
+    day_ms = 86400 * 1000
+    scan = scan_ms_per_day / day_ms
+    events = day_ms / (prof["adv_interval_ms"] + radio.ADV_DELAY_MEAN_MS) if prof["advertise"] else 0
+    adv = events * ADV_EVENT_US / 1000 / day_ms
+    out = {}
+    for name, b in all_boards.items():
+        p = b["power"]
+        mah = p.get("battery_mah") or b["battery"]["capacity_mah"]
+        radio_ma = p["rx_ma"] * scan + p["tx_ma"] * adv
+        idle = radio_ma + p["idle_ma"] * (1 - scan - adv)
+        light = radio_ma + p["light_sleep_ua"] / 1000 * (1 - scan - adv)
+        out[name] = {"firmware_as_is": round(mah / idle / 24, 2), "light_sleep": round(mah / light / 24, 1),
+                     "mean_ma": round(idle, 3), "mean_ma_light_sleep": round(light, 3),
+                     "battery_mah": mah, "scan_duty": round(scan, 5), "adv_duty": round(adv, 5)}
+    return out

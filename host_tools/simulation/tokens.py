@@ -1,0 +1,184 @@
+"""Each token's life, with the firmware's own modules under CPython.
+
+- identifiers: `tokenfw.gaen.TekSchedule` (escrowed seed or private random TEKs), one RPI/AEM
+  per 10-minute interval, computed for every interval in which anyone could hear the token;
+- radio schedule: `tokenfw.scheduler.scan_windows` with the token's own xorshift `Rng`, the
+  same function and generator the firmware's main loop draws its scan windows from;
+- aggregation: `tokenfw.encounters.Aggregator` with the firmware's default gap and table size,
+  fed every advertiser each scan window heard (one report per advertiser and window: the
+  record's first/last time, scan count and RSSI mean depend on the windows, not on how many of
+  an advertiser's ~16 packets inside one window got through);
+- records: `tokenfw.records.encode`, numbered as the token's log numbers them.
+
+Work is split over processes by token (each token's log depends only on what it heard); the
+big read-only arrays are inherited by fork, not copied.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from tokenfw import app, gaen, records, scheduler
+from tokenfw.encounters import Aggregator
+
+from . import radio
+from .community import SLOT_S
+
+INTERVAL_S = gaen.INTERVAL_S
+DISTANCE_BINS_M = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 1e9])
+
+_SHARED: dict = {}  # set by the parent before forking workers
+
+
+def token_seed(sim_seed: int, token: int) -> bytes:
+    """The 16-byte escrow seed (escrowed tokens) or TEK-generator seed (private) of a token."""
+    return hashlib.sha256(b"tokentool-simulate/%d/%d" % (sim_seed, token)).digest()[:16]
+
+
+def schedule_seed(sim_seed: int, token: int) -> int:
+    """The seed of the token's scheduler.Rng (the firmware draws it from os.urandom at boot)."""
+    return int.from_bytes(hashlib.sha256(b"rng/%d/%d" % (sim_seed, token)).digest()[:4], "little")
+
+
+def tek_schedule(identity: str, seed: bytes, tx_power_dbm: int) -> gaen.TekSchedule:
+    if identity == gaen.IDENTITY_ESCROWED:
+        return gaen.TekSchedule(identity, seed=seed, tx_power_dbm=tx_power_dbm)
+    teks: dict[int, bytes] = {}
+    rnd = random.Random(seed)
+    return gaen.TekSchedule(identity, rng=rnd.randbytes, tx_power_dbm=tx_power_dbm,
+                            lookup=teks.get, on_new_tek=teks.__setitem__)
+
+
+def scan_windows(start_s: int, end_s: int, profile_name: str, rng_seed: int) -> np.ndarray:
+    """(start, end) of every scan window the firmware opens, from tokenfw.scheduler."""
+    prof = scheduler.profile(profile_name)
+    out = list(scheduler.scan_windows(start_s, end_s, prof, scheduler.Rng(rng_seed)))
+    return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+# -- identifiers -------------------------------------------------------------------------------
+def identifiers_worker(tokens: list[int]) -> list[tuple[int, np.ndarray, bytes, dict]]:
+    """For each token: the interval offsets it needs, their RPI||AEM bytes, and its TEKs."""
+    s = _SHARED
+    needed, enin0, sim_seed = s["needed"], s["enin0"], s["seed"]
+    out = []
+    for token in tokens:
+        rel = np.flatnonzero(needed[token])
+        sched = tek_schedule(s["identity"][token], token_seed(sim_seed, token), s["tx_advertised"])
+        parts = []
+        for e in rel.tolist():
+            rpi, aem = sched.identifiers(enin0 + e)
+            parts.append(rpi + aem)
+        teks = {}
+        if s["keys_for"][token]:
+            first_day, last_day = enin0 // 144, (enin0 + needed.shape[1] - 1) // 144
+            teks = {d: sched.tek(d) for d in range(first_day, last_day + 1)}
+        out.append((token, rel, b"".join(parts), teks))
+    return out
+
+
+# -- aggregation -------------------------------------------------------------------------------
+@dataclass
+class TokenLog:
+    token: int
+    records: bytes          # encoded 32-byte records, seq 1..count (the store starts at 1)
+    count: int
+    evicted: int
+    windows: int
+    scan_ms: int
+    sightings: int          # reports handed to the Aggregator
+    attempts: np.ndarray    # (link, window) chances by distance bin
+    heard: np.ndarray       # ... of which heard
+
+
+def aggregate_worker(tokens: list[int]) -> list[TokenLog]:
+    return [_aggregate(t) for t in tokens]
+
+
+def _aggregate(token: int) -> TokenLog:
+    s = _SHARED
+    start_s, end_s, profile_name, sim_seed = s["start_s"], s["end_s"], s["profile"], s["seed"]
+    prof = scheduler.profile(profile_name)
+    windows = scan_windows(start_s, end_s, profile_name, schedule_seed(sim_seed, token))
+    lo, hi = s["link_start"][token], s["link_start"][token + 1]
+    slot, adv = s["slot"][lo:hi], s["advertiser"][lo:hi]
+    rssi, dist, in_range = s["rssi"][lo:hi], s["distance"][lo:hi], s["in_range"][lo:hi]
+    wslot = ((windows[:, 0] - start_s) // SLOT_S).astype(np.int64)
+    first = np.searchsorted(wslot, slot, "left")
+    count = np.searchsorted(wslot, slot, "right") - first
+    link_of = np.repeat(np.arange(len(slot)), count)
+    window_of = np.repeat(first, count) + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
+    rng = np.random.default_rng([sim_seed, 0xA66, token, sum(profile_name.encode())])
+    faded = rssi[link_of] + rng.normal(0.0, radio.FADING_SIGMA_DB, len(link_of))
+    packets = radio.advertisements_per_window(prof["scan_window_ms"], prof["adv_interval_ms"])
+    p_packet = radio.packet_success(faded, in_range[link_of], prof["adv_interval_ms"])
+    heard = rng.random(len(link_of)) < radio.window_detection(p_packet, packets)
+    bins = np.digitize(dist[link_of], DISTANCE_BINS_M) - 1
+    attempts = np.bincount(bins, minlength=len(DISTANCE_BINS_M) - 1)
+    heard_bins = np.bincount(bins[heard], minlength=len(DISTANCE_BINS_M) - 1)
+
+    w = window_of[heard]
+    order = np.lexsort((adv[link_of[heard]], w))
+    w = w[order]
+    a = adv[link_of[heard]][order]
+    level = np.clip(np.rint(faded[heard][order]), -127, 20).astype(np.int64)
+    t_win = windows[w, 0].astype(np.int64)
+    e_rel = (t_win - s["enin0"] * INTERVAL_S) // INTERVAL_S
+    ident = s["ident"]  # bytes: (token * intervals + interval) * 20 -> RPI || AEM
+    intervals = s["intervals"]
+
+    out = []
+    seq = [1]
+
+    def log(encounter):
+        out.append(records.encode(seq[0], encounter))
+        seq[0] += 1
+
+    cfg = app.DEFAULT_CONFIG
+    agg = Aggregator(gap_s=cfg["gap_s"], max_open=cfg["max_open"], on_close=log)
+    sighting = agg.sighting
+    max_open = agg.max_open
+    n = len(w)
+    i = 0
+    w_list, a_list, l_list, t_list, e_list = w.tolist(), a.tolist(), level.tolist(), t_win.tolist(), e_rel.tolist()
+    while i < n:
+        j = i
+        wi = w_list[i]
+        while j < n and w_list[j] == wi:
+            j += 1
+        t = t_list[i]
+        # The firmware ticks the aggregator between windows; a tick changes a record only by
+        # closing it earlier, except that a full table would evict: tick whenever it could be.
+        if agg.open_count() + (j - i) > max_open:
+            agg.tick(t)
+        e = e_list[i]
+        for k in range(i, j):
+            o = (a_list[k] * intervals + e) * 20
+            sighting(ident[o:o + 16], ident[o + 16:o + 20], l_list[k], t, wi)
+        i = j
+    agg.close_all(end_s)
+    return TokenLog(token, b"".join(out), len(out), agg.evicted, len(windows),
+                    int(round((windows[:, 1] - windows[:, 0]).sum() * 1000)), n, attempts, heard_bins)
+
+
+def run_pool(worker, items: list, shared: dict, processes: int, chunk: int = 64):
+    """Run `worker` over chunks of `items` in forked processes sharing `shared` (or inline)."""
+    _SHARED.clear()
+    _SHARED.update(shared)
+    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
+    if processes <= 1 or len(chunks) <= 1:
+        return [r for c in chunks for r in worker(c)]
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(processes) as pool:
+        results = pool.map(worker, chunks, chunksize=1)
+    return [r for part in results for r in part]
+
+
+def cpu_count() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
