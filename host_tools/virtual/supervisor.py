@@ -347,6 +347,9 @@ class Supervisor:
                 continue
             for fd, mask in events:
                 if fd == self.user_fd:
+                    if mask & select.POLLHUP and not mask & select.POLLIN:
+                        self.user_present = False  # the user closed the port
+                        continue
                     if mask & select.POLLIN:
                         data = bridge.read_some(fd)
                         if data is None:
