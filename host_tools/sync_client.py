@@ -20,7 +20,10 @@ from host_tools.errors import TokenToolError, TransportError
 from host_tools.transport.base import Transport
 
 SUPPORTED_VERSIONS = (1, 1)
-_REPL_SIGNS = (b">>> ", b"raw REPL", b"MicroPython v", b"Traceback (most recent call last)", b"Type \"help()\"")
+# How a MicroPython REPL shows itself at the end of what a port sent: the friendly prompt or
+# the raw REPL's. (A banner or a traceback alone is not enough: a token prints its banner while
+# it boots into the app.)
+_REPL_PROMPTS = (b">>> ", b"raw REPL; CTRL-B to exit\r\n>")
 
 
 class SyncError(TokenToolError):
@@ -158,8 +161,8 @@ class SyncClient:
             "check the cable and run the command again", self.port)
 
     def _looks_like_repl(self) -> bool:
-        tail = bytes(self._raw_tail)
-        return any(sign in tail for sign in _REPL_SIGNS)
+        tail = bytes(self._raw_tail).rstrip(b"\r\n")
+        return any(tail.endswith(prompt.rstrip(b"\r\n")) for prompt in _REPL_PROMPTS)
 
     def _wrong_device(self) -> WrongDevice:
         """The error for "a REPL answered": read what follows for a moment (the end of a
@@ -224,19 +227,18 @@ class SyncClient:
     def connect(self) -> Hello:
         """Version handshake. Raises WrongDevice for a plain REPL, VersionMismatch, NoAnswer."""
         self.transport.discard_input()
-        payload = hc.hello_request(*self.versions)
-        pending = self._new_request(m.HELLO, payload)
+        self._raw_tail.clear()
+        pending = self._new_request(m.HELLO, hc.hello_request(*self.versions))
         probed = False
         started = time.monotonic()
         while True:
             answer = self._take(pending)
             if answer is not None:
                 break
-            if self._looks_like_repl():
-                raise self._wrong_device()
             if time.monotonic() - pending.sent_at > self.timeout_s:
-                if not probed:
-                    # A REPL waits for Enter before it shows its prompt; the app ignores it.
+                if not probed or self._looks_like_repl():
+                    # No answer: a REPL waits for Enter before it shows its prompt, the app
+                    # ignores it. A prompt now means a REPL is on this port, not the app.
                     probed = True
                     self.transport.write(b"\r\n")
                     self._receive(0.3)

@@ -21,6 +21,9 @@ COMMAND_MODULES = [
     "host_tools.cli.outbox",
     "host_tools.cli.provision",
     "host_tools.cli.token_keys",
+    "host_tools.cli.flash",
+    "host_tools.cli.deploy",
+    "host_tools.cli.recover",
     "host_tools.cli.service",
     "host_tools.cli.scan",
 ]
