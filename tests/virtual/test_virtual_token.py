@@ -342,3 +342,18 @@ def test_a_state_path_too_long_for_a_unix_socket_still_works(tmp_path):
         (state / "button").touch()
         assert token.exec("import json, hal_virtual; print(hal_virtual.open_board("
                           "json.load(open('/board.json'))).button.pressed())") == "True"
+
+
+def test_time_scale_speeds_up_the_rtc_ticks_sleeps_and_console_waits(tmp_path):
+    with running_token(tmp_path / "tok", time_scale=100) as token:
+        result = json.loads(token.exec(
+            "import json, time, hal_virtual\n"
+            "b = hal_virtual.open_board(json.load(open('/board.json')))\n"
+            "t0 = time.ticks_ms(); s0 = b.rtc.seconds(); k0 = b.rtc.ticks_ms()\n"
+            "b.sleep_ms(20000); b.console.wait(30000)\n"
+            "host_ms = time.ticks_diff(time.ticks_ms(), t0)\n"
+            "print(json.dumps([host_ms, b.rtc.seconds() - s0, (b.rtc.ticks_ms() - k0) & 0x3FFFFFFF]))"))
+        host_ms, world_s, world_ms = result
+        assert 450 <= host_ms < 2000  # 50 world seconds took about half a host second
+        assert world_ms >= 49_000 and abs(world_ms - host_ms * 100) <= 2_000  # ticks run 100x
+        assert abs(world_s - world_ms / 1000) <= 1.5  # the RTC runs with them
