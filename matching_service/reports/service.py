@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from matching_service import matching
+from matching_service.matching import crypto as match_crypto
 from matching_service.cases.models import Case, DiagnosisKey
 from matching_service.cases.service import get_case
 from matching_service.context import ServiceContext
@@ -40,20 +41,79 @@ def risk_config(ctx: ServiceContext) -> matching.RiskConfig:
         exposure_threshold_s=risk.exposure_threshold_min * 60.0)
 
 
+def _sighting_columns():
+    return sa.select(EncounterRecord.serial, EncounterRecord.seq, EncounterRecord.rpi,
+                     EncounterRecord.aem, EncounterRecord.first_seen, EncounterRecord.duration_s,
+                     EncounterRecord.scans, EncounterRecord.rssi_max, EncounterRecord.rssi_mean,
+                     EncounterRecord.flags)
+
+
+def _sighting(row) -> matching.Sighting:
+    return matching.Sighting(observer=row[0], seq=row[1], rpi=bytes(row[2]), aem=bytes(row[3]),
+                             first_seen=row[4], duration_s=row[5], scans=row[6], rssi_max=row[7],
+                             rssi_mean=row[8], flags=row[9])
+
+
 def load_sightings(session: Session, serials: list[str] | None = None,
                    since: int | None = None) -> list[matching.Sighting]:
-    query = sa.select(EncounterRecord.serial, EncounterRecord.seq, EncounterRecord.rpi,
-                      EncounterRecord.aem, EncounterRecord.first_seen, EncounterRecord.duration_s,
-                      EncounterRecord.scans, EncounterRecord.rssi_max, EncounterRecord.rssi_mean,
-                      EncounterRecord.flags)
+    query = _sighting_columns()
     if serials is not None:
         query = query.where(EncounterRecord.serial.in_(serials))
     if since is not None:
         query = query.where(EncounterRecord.first_seen >= since)
-    return [matching.Sighting(observer=row[0], seq=row[1], rpi=bytes(row[2]), aem=bytes(row[3]),
-                              first_seen=row[4], duration_s=row[5], scans=row[6], rssi_max=row[7],
-                              rssi_mean=row[8], flags=row[9])
-            for row in session.execute(query)]
+    return [_sighting(row) for row in session.execute(query)]
+
+
+RPI_QUERY_CHUNK = 2000
+# Up to this many new keys, their RPIs are joined in the database; more are streamed against
+# the logs (a big phone-app import: 10,000 keys would be 1.44 M RPIs to look up).
+PREFILTER_MAX_KEYS = 200
+
+
+def load_sightings_by_rpi(session: Session, rpis: set[bytes], since: int | None = None
+                          ) -> list[matching.Sighting]:
+    """Stored sightings of any of `rpis` (the database's RPI index does the join)."""
+    out: list[matching.Sighting] = []
+    ordered = sorted(rpis)
+    for start in range(0, len(ordered), RPI_QUERY_CHUNK):
+        chunk = ordered[start:start + RPI_QUERY_CHUNK]
+        query = _sighting_columns().where(EncounterRecord.rpi.in_(chunk))
+        if since is not None:
+            query = query.where(EncounterRecord.first_seen >= since)
+        out.extend(_sighting(row) for row in session.execute(query))
+    return out
+
+
+def iter_sighting_batches(session: Session, since: int | None = None, batch: int = 200_000):
+    """Every stored sighting since `since`, in batches (bounded memory for big joins)."""
+    query = _sighting_columns()
+    if since is not None:
+        query = query.where(EncounterRecord.first_seen >= since)
+    result = session.execute(query.execution_options(yield_per=batch))
+    for rows in result.partitions(batch):
+        yield [_sighting(row) for row in rows]
+
+
+def key_rpis(keys: list[matching.DiagnosisKey]) -> set[bytes]:
+    """Every RPI the keys' owners broadcast over the keys' periods."""
+    out: set[bytes] = set()
+    for key in keys:
+        out.update(match_crypto.rpis_for_key(key.tek, key.rolling_start_interval,
+                                             key.rolling_period))
+    return out
+
+
+def device_rpis(device: matching.EscrowedDevice, first_interval: int, last_interval: int
+                ) -> set[bytes]:
+    """An escrowed device's RPIs from `first_interval` to `last_interval` inclusive."""
+    out: set[bytes] = set()
+    first_interval = max(first_interval, 0)
+    for day in range(first_interval // 144, last_interval // 144 + 1):
+        lo, hi = max(first_interval, day * 144), min(last_interval, day * 144 + 143)
+        if hi >= lo:
+            out.update(match_crypto.rpis_for_key(match_crypto.escrowed_tek(device.seed, day),
+                                                 lo, hi - lo + 1))
+    return out
 
 
 def load_devices(session: Session, ctx: ServiceContext, role: str | None = None
@@ -182,22 +242,58 @@ def _dedupe(rows: list[dict]) -> list[dict]:
 
 
 def rematch_sources(ctx: ServiceContext, sources: list[str]) -> None:
-    """Match every stored log against these sources' keys; for a case, also its report."""
+    """Match every stored log against these sources' keys; for a case, also its report.
+
+    A case's few keys: their RPIs are computed here and joined in the database (its RPI
+    index), so only the sightings that can match are loaded. Big imported key files: the
+    stored logs are streamed in batches against all the keys (bounded memory)."""
     now = int(time.time())
     config = risk_config(ctx)
     with ctx.sessions() as session:
         keys = load_keys(session, sources)
         if keys:
             first = min(k.rolling_start_interval for k in keys) - config.interval_tolerance
-            sightings = load_sightings(session, since=first * INTERVAL_S)
-            result = matching.match_keys(sightings, keys, config, now)
-            _store(session, _daily_rows(matching.score_exposures(result.matches, config), "keys",
-                                        now), sources=sources, method="keys")
+            since = max(first, 0) * INTERVAL_S
+            matches: list = []
+            if len(keys) <= PREFILTER_MAX_KEYS:
+                sightings = load_sightings_by_rpi(session, key_rpis(keys), since)
+                matches = matching.match_keys(sightings, keys, config, now).matches
+            else:
+                for batch in iter_sighting_batches(session, since):
+                    matches.extend(matching.match_keys(batch, keys, config, now).matches)
+            _store(session, _daily_rows(matching.score_exposures(matches, config), "keys", now),
+                   sources=sources, method="keys")
         session.commit()
     for source in sources:
         case_id = _case_id(source)
         if case_id is not None:
             case_report(ctx, case_id)
+
+
+def case_sightings(session: Session, ctx: ServiceContext, case_serial: str,
+                   keys: list[matching.DiagnosisKey], devices: list[matching.EscrowedDevice],
+                   since: int, config) -> list[matching.Sighting]:
+    """The stored sightings a case report can depend on, found with the RPI index instead of
+    loading every log: the case's own log; every sighting of the case's RPIs (who heard it),
+    of RPIs the case heard (the same identifier elsewhere: relays), and of the beacons of the
+    venues it visited during its visits; and the whole logs of the tokens those belong to
+    (their venue presence and encounter counts feed the relay and abuse checks)."""
+    case_log = load_sightings(session, [case_serial], since)
+    wanted = key_rpis(keys) | {s.rpi for s in case_log}
+    venues = [d for d in devices if d.role == "venue"]
+    if venues and case_log:
+        tolerance = config.interval_tolerance
+        visited = matching.resolve_escrowed(case_log, venues, config).matches
+        by_serial = {d.serial: d for d in venues}
+        for match in visited:
+            wanted |= device_rpis(by_serial[match.sender],
+                                  match.first_seen // INTERVAL_S - tolerance,
+                                  match.last_seen // INTERVAL_S + tolerance)
+    hits = load_sightings_by_rpi(session, wanted, since)
+    observers = sorted({s.observer for s in hits} - {case_serial})
+    logs = load_sightings(session, observers, since) if observers else []
+    unique = {(s.observer, s.seq): s for s in (*case_log, *hits, *logs)}
+    return list(unique.values())
 
 
 def case_report(ctx: ServiceContext, case_id: int) -> dict:
@@ -208,9 +304,9 @@ def case_report(ctx: ServiceContext, case_id: int) -> dict:
         case = get_case(session, case_id)
         reported_at = case.reported_at
         since = reported_at - LOOKBACK_DAYS * DAY_S
-        sightings = load_sightings(session, since=since)
         devices = load_devices(session, ctx)
         keys = load_keys(session, [f"case:{case_id}"])
+        sightings = case_sightings(session, ctx, case.serial, keys, devices, since, config)
         report = matching.case_report(case.serial, sightings, devices, keys, config,
                                       now_s=reported_at, report_type=case.report_type,
                                       workers=ctx.settings.workers)
