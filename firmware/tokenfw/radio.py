@@ -87,6 +87,8 @@ class Radio:
         self._scan_ms = 0
         self.gatt = None  # the BLE sync service gets connection/GATT events through here
         self._sync = False  # a sync window's connectable advertisement is on air
+        self._awake_only = False  # `burst` profile: on air only while a scan window is open
+        self._held = None  # the advertisement a burst token sends at its next wake
         self._pending = None  # GAEN advertisement waiting for the sync window to close
         self._scan_on_ms = 0
         self._adv_events = 0
@@ -138,7 +140,20 @@ class Radio:
         if self._sync:
             self._pending = (payload, interval_ms, connectable, resp_data)
             return
+        if self._awake_only:
+            self._held = (payload, interval_ms, connectable, resp_data)
+            if self._scan_done_gen == self._scan_gen:
+                return  # asleep: goes on air at the next wake
         self._start_advertising(payload, interval_ms, connectable, resp_data)
+
+    def set_profile(self, prof):
+        """Follow a power profile's radio rules (scheduler.PROFILES): with
+        `advertise_while_awake` (burst), advertise only during scan windows."""
+        self._awake_only = bool(prof.get("advertise_while_awake"))
+        if not self._awake_only and self._held is not None and self._advertising is None:
+            self._start_advertising(*self._held)
+        if not self._awake_only:
+            self._held = None
 
     def _start_advertising(self, payload, interval_ms, connectable, resp_data, rotate=True):
         now = self._now_ms()
@@ -202,6 +217,10 @@ class Radio:
 
     # -- scanning --------------------------------------------------------------------------------
     def start_scan(self, duration_ms):
+        if self._awake_only and self._held is not None and not self._sync:
+            # A burst token wakes: the stack lost its address in deep sleep, so the held
+            # identifier goes on air under a new one (the RPI is unchanged; nothing new links).
+            self._start_advertising(*self._held)
         self._scan_gen += 1
         self._scan_started = self._now_ms()
         self._scan_ms = duration_ms
@@ -214,6 +233,10 @@ class Radio:
 
     def scanning(self):
         if self._scan_done_gen == self._scan_gen:
+            if self._awake_only and self._advertising is not None and not self._sync:
+                self._account_adv(self._now_ms())  # the wake is over: back to (deep) sleep
+                self._ble.gap_advertise(None)
+                self._advertising = None
             return False
         if _diff_ms(self._now_ms(), self._scan_started) >= self._scan_ms + _SCAN_DONE_GRACE_MS:
             # SCAN_DONE never came (lost, or the stack was reset): stop listening for it.

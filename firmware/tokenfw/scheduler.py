@@ -29,6 +29,20 @@ PROFILES = {
         "scan_window_ms": 0,
         "scan_every_s": (0, 0),
     },
+    # Stock MicroPython on ESP32 cannot light-sleep with BLE on, so a token that must last on
+    # a small battery wakes from deep sleep every `wake_every_s`, advertises and scans for
+    # `awake_s`, and deep-sleeps the rest (state kept across the sleep). The radio is on only
+    # while awake: advertising follows the scan windows (`advertise_while_awake`).
+    "burst": {
+        "advertise": True,
+        "scan": True,
+        "adv_interval_ms": 250,
+        "scan_window_ms": 4000,
+        "scan_every_s": (60, 60),
+        "awake_s": 4,
+        "wake_every_s": 60,
+        "advertise_while_awake": True,
+    },
 }
 
 COMMIT_EVERY_S = const(60)  # a power cut loses at most this much of the encounter log
@@ -92,3 +106,16 @@ def scan_windows(start, end, prof, rng):
     while t < end:
         yield t, t + window_s
         t = next_scan(t, prof, rng)
+
+
+def wakes(start, end, prof, phase_s=0):
+    """(wake_start, wake_end) pairs of a `burst` profile between start and end: every
+    `wake_every_s`, offset by `phase_s` (tokens switched on at different times differ)."""
+    every = prof.get("wake_every_s")
+    if not every:
+        return
+    t = start - (start - phase_s) % every
+    while t < end:
+        if t + prof["awake_s"] > start:
+            yield t, t + prof["awake_s"]
+        t += every

@@ -2,7 +2,7 @@
 # whose radio is tokenfw.radio over the virtual `bluetooth` module in the virtual air.
 #
 #   micropython -X heapsize=100K air_token.py NAME AIR_SOCKET ROOT ROLE START_S HOST_EPOCH_S
-#                                              TIME_SCALE RUN_S
+#                                              TIME_SCALE RUN_S [PROFILE]
 #
 # World time = START_S + (host time - HOST_EPOCH_S) x TIME_SCALE, as on hal_virtual. Prints one
 # JSON line per advertisement taken ({"adv": t, "rpi": hex, "addr": hex}) and a summary line
@@ -97,14 +97,16 @@ class Board:
 def main():
     name, socket_path, root, role = sys.argv[1:5]
     start_s, host_epoch_s, scale, run_s = [float(v) for v in sys.argv[5:9]]
+    profile = sys.argv[9] if len(sys.argv) > 9 else "continuous"
     try:
         os.mkdir(root)
     except OSError:
         pass
     with open(root + "/config.json", "w") as f:
-        json.dump({"serial": "TT-" + name.upper(), "role": role, "identity": "private"}, f)
+        json.dump({"serial": "TT-" + name.upper(), "role": role, "identity": "private", "profile": profile}, f)
     board = Board(name, socket_path, start_s, host_epoch_s, scale)
     token = Token(board, root=root)
+    board.radio.set_profile(token.profile)  # app.py does not do this yet (docs/ble.md)
     token.clock.set(int(board.rtc.world()))
     until = token.clock.now() + run_s
     token.run(until=until)
