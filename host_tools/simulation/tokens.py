@@ -144,6 +144,7 @@ def _aggregate(token: int) -> TokenLog:
     max_open = agg.max_open
     n = len(w)
     i = 0
+    last_e = -1
     w_list, a_list, l_list, t_list, e_list = w.tolist(), a.tolist(), level.tolist(), t_win.tolist(), e_rel.tolist()
     while i < n:
         j = i
@@ -151,11 +152,14 @@ def _aggregate(token: int) -> TokenLog:
         while j < n and w_list[j] == wi:
             j += 1
         t = t_list[i]
-        # The firmware ticks the aggregator between windows; a tick changes a record only by
-        # closing it earlier, except that a full table would evict: tick whenever it could be.
-        if agg.open_count() + (j - i) > max_open:
-            agg.tick(t)
         e = e_list[i]
+        # The firmware ticks the aggregator about once a second between windows. A tick only
+        # closes what is due (unheard for gap_s, or from an earlier interval), so ticking at
+        # the first window of each interval, and whenever the table could be full (where a
+        # stale entry would otherwise be evicted), gives the same records in the same order.
+        if e != last_e or agg.open_count() + (j - i) > max_open:
+            agg.tick(t)
+            last_e = e
         for k in range(i, j):
             o = (a_list[k] * intervals + e) * 20
             sighting(ident[o:o + 16], ident[o + 16:o + 20], l_list[k], t, wi)
