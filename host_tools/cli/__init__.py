@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "host_tools.cli.recover",
     "host_tools.cli.service",
     "host_tools.cli.scan",
+    "host_tools.cli.simulate",
 ]
 
 def build_parser() -> argparse.ArgumentParser:

@@ -173,7 +173,8 @@ def _run_profile(config, c, profile, links, link_start, ident, intervals, enin0,
     shared = {"start_s": start_s, "end_s": end_s, "profile": profile, "seed": config.seed,
               "link_start": link_start, "slot": links.slot, "advertiser": links.advertiser,
               "rssi": links.rssi, "distance": links.distance, "in_range": links.in_range,
-              "enin0": enin0, "ident": ident, "intervals": intervals}
+              "enin0": enin0, "ident": ident, "intervals": intervals,
+              "adv_phase": tokens.first_window_offsets(start_s, profile, config.seed, n)}
     logs = tokens.run_pool(tokens.aggregate_worker, list(range(n)), shared, processes)
     logs.sort(key=lambda log: log.token)
     t_tokens = time.perf_counter() - t0
@@ -318,15 +319,21 @@ def battery_days(prof: dict, scan_ms_per_day: float, all_boards: dict) -> dict:
     (the firmware waits with time.sleep_ms: modem sleep) or light sleep (what it could reach)."""
     day_ms = 86400 * 1000
     scan = scan_ms_per_day / day_ms
-    events = day_ms / (prof["adv_interval_ms"] + radio.ADV_DELAY_MEAN_MS) if prof["advertise"] else 0
+    # A burst token is awake awake_s every wake_every_s and deep-sleeps the rest (its comment in
+    # tokenfw.scheduler); its advertising follows the awake time. Boot time after each deep
+    # sleep is not counted (unmeasured here), so its figure is an upper bound.
+    awake = prof["awake_s"] / prof["wake_every_s"] if prof.get("wake_every_s") else 1.0
+    events = day_ms * awake / (prof["adv_interval_ms"] + radio.ADV_DELAY_MEAN_MS) if prof["advertise"] else 0
     adv = events * ADV_EVENT_US / 1000 / day_ms
     out = {}
     for name, b in all_boards.items():
         p = b["power"]
         mah = p.get("battery_mah") or b["battery"]["capacity_mah"]
         radio_ma = p["rx_ma"] * scan + p["tx_ma"] * adv
-        idle = radio_ma + p["idle_ma"] * (1 - scan - adv)
-        light = radio_ma + p["light_sleep_ua"] / 1000 * (1 - scan - adv)
+        asleep = 1.0 - awake
+        idle = radio_ma + p["idle_ma"] * max(0.0, awake - scan - adv) + p["deep_sleep_ua"] / 1000 * asleep
+        light = radio_ma + p["light_sleep_ua"] / 1000 * max(0.0, awake - scan - adv) \
+            + p["deep_sleep_ua"] / 1000 * asleep
         out[name] = {"firmware_as_is": round(mah / idle / 24, 2), "light_sleep": round(mah / light / 24, 1),
                      "mean_ma": round(idle, 3), "mean_ma_light_sleep": round(light, 3),
                      "battery_mah": mah, "scan_duty": round(scan, 5), "adv_duty": round(adv, 5)}

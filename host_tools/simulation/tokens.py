@@ -53,6 +53,13 @@ def tek_schedule(identity: str, seed: bytes, tx_power_dbm: int) -> gaen.TekSched
                             lookup=teks.get, on_new_tek=teks.__setitem__)
 
 
+def first_window_offsets(start_s: int, profile_name: str, sim_seed: int, n: int) -> np.ndarray:
+    """Seconds from start_s to each token's first scan window (the phase of a burst token)."""
+    prof = scheduler.profile(profile_name)
+    return np.array([scheduler.first_scan(start_s, prof, scheduler.Rng(schedule_seed(sim_seed, i))) - start_s
+                     for i in range(n)], dtype=np.float64)
+
+
 def scan_windows(start_s: int, end_s: int, profile_name: str, rng_seed: int) -> np.ndarray:
     """(start, end) of every scan window the firmware opens, from tokenfw.scheduler."""
     prof = scheduler.profile(profile_name)
@@ -115,6 +122,17 @@ def _aggregate(token: int) -> TokenLog:
     rng = np.random.default_rng([sim_seed, 0xA66, token, sum(profile_name.encode())])
     faded = rssi[link_of] + rng.normal(0.0, radio.FADING_SIGMA_DB, len(link_of))
     packets = radio.advertisements_per_window(prof["scan_window_ms"], prof["adv_interval_ms"])
+    if prof.get("advertise_while_awake"):
+        # A burst token is on air only while awake (its own scan windows): another token hears
+        # it only for the part of its window that overlaps the advertiser's. Beacons always are.
+        n_wearers = len(s["adv_phase"])
+        a_link = adv[link_of]
+        wearer = a_link < n_wearers
+        every, awake = prof["wake_every_s"], prof["awake_s"]
+        delta = (windows[window_of, 0] - start_s - s["adv_phase"][np.minimum(a_link, n_wearers - 1)]) % every
+        overlap = np.clip(awake - np.minimum(delta, every - delta), 0.0, awake)
+        on_air = np.floor(overlap * 1000.0 / (prof["adv_interval_ms"] + radio.ADV_DELAY_MEAN_MS))
+        packets = np.where(wearer, on_air, packets)
     p_packet = radio.packet_success(faded, in_range[link_of], prof["adv_interval_ms"])
     heard = rng.random(len(link_of)) < radio.window_detection(p_packet, packets)
     bins = np.digitize(dist[link_of], DISTANCE_BINS_M) - 1
