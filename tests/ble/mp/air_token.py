@@ -5,7 +5,7 @@
 #                                              TIME_SCALE RUN_S [PROFILE]
 #
 # World time = START_S + (host time - HOST_EPOCH_S) x TIME_SCALE, as on hal_virtual. Prints one
-# JSON line per advertisement taken ({"adv": t, "rpi": hex, "addr": hex}) and a summary line
+# JSON line each time an advertisement goes on air ({"adv": t, "rpi": hex, "addr": hex}) and a summary line
 # at the end ({"done": ..., "dropped", "ignored", "heard", "on_time", "mem_free"}).
 import gc
 import json
@@ -46,8 +46,9 @@ class LoggingRadio(radio_mod.Radio):
         radio_mod.Radio.__init__(self, rtc.ticks_ms)
         self.rtc = rtc
 
-    def advertise(self, payload, interval_ms, connectable=False, resp_data=None):
-        radio_mod.Radio.advertise(self, payload, interval_ms, connectable, resp_data)
+    def _start_advertising(self, payload, interval_ms, connectable, resp_data, rotate=True):
+        # Every time an identifier goes on air (a rotation, or a burst token's wake).
+        radio_mod.Radio._start_advertising(self, payload, interval_ms, connectable, resp_data, rotate)
         print(json.dumps({"adv": self.rtc.seconds(), "rpi": payload[11:27].hex(), "addr": self.address.hex()}))
 
 
