@@ -28,6 +28,8 @@ class ServiceContext:
     export_key: object
     limiter: RateLimiter
     redeem_limiter: RateLimiter
+    # Derived data that never changes once computed (e.g. a case's resolved venue sightings).
+    cache: dict = dataclasses.field(default_factory=dict)
 
     @property
     def signature_info(self) -> gaen.SignatureInfo:

@@ -204,7 +204,8 @@ def rematch_tokens(ctx: ServiceContext, serials: list[str]) -> None:
 
 
 def _venue_rows(session: Session, ctx: ServiceContext, sightings, config, now: int) -> list[dict]:
-    """Venue co-visits of `sightings` with recent cases (cheap: venue beacons only)."""
+    """Venue co-visits of `sightings` with recent cases (cheap: venue beacons only; each case's
+    resolved venue sightings are computed once and cached, its log no longer changes)."""
     cases = session.scalars(sa.select(Case).where(
         Case.reported_at >= now - STATUS_DAYS * DAY_S)).all()
     if not cases or not sightings:
@@ -212,12 +213,21 @@ def _venue_rows(session: Session, ctx: ServiceContext, sightings, config, now: i
     venues = load_devices(session, ctx, role="venue")
     if not venues:
         return []
+    slack_s = (config.interval_tolerance + 1) * INTERVAL_S
+    span_start = min(s.first_seen for s in sightings) - slack_s
+    span_end = max(s.first_seen + s.duration_s for s in sightings) + slack_s
+    cache = ctx.cache.setdefault("case_venue_matches", {})
     index = matching.SightingIndex(sightings)
     rows = []
     for case in cases:
-        case_log = load_sightings(session, [case.serial], now - LOOKBACK_DAYS * DAY_S)
-        visited = matching.resolve_escrowed(case_log, venues, config)
-        for visit in matching.venue_visits(visited.matches, venues, index, config):
+        key = (case.id, len(venues))
+        visited = cache.get(key)
+        if visited is None:
+            case_log = load_sightings(session, [case.serial], case.reported_at - LOOKBACK_DAYS * DAY_S)
+            visited = cache[key] = matching.resolve_escrowed(case_log, venues, config).matches
+        if not any(m.first_seen <= span_end and m.last_seen >= span_start for m in visited):
+            continue
+        for visit in matching.venue_visits(visited, venues, index, config):
             for visitor in visit.visitors:
                 if visitor.serial == case.serial:
                     continue
