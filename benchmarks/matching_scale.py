@@ -424,10 +424,13 @@ def write_results(results: dict, out_dir: Path, name: str = "matching_scale") ->
     for other in sorted(out_dir.glob("matching_scale_*.json")):
         if other.stem != name:
             o = json.loads(other.read_text())
-            lines += ["", "Also run at %d tokens (`%s`): case report %.1f s (escrowed "
-                      "resolution %.1f s, baseline %.0f s extrapolated), checks %s." % (
-                          o["tokens"], other.name, o["case_report_s"], o["resolve_s"],
-                          o["baseline_resolve_s"], "pass" if o["all_checks_pass"] else "FAILED")]
+            lines += ["", "Also run at %d tokens (`%s`, load average %.1f): case report %.1f s "
+                      "(%.1f CPU-s over both cores), escrowed resolution %.0fx the baseline's "
+                      "CPU time (%.0f CPU-s extrapolated); checks %s." % (
+                          o["tokens"], other.name, o["load_average_before"],
+                          o["case_report_s"], o["case_report_cpu_s"],
+                          o["resolve_speedup_cpu"], o["baseline_resolve_cpu_s"],
+                          "pass" if o["all_checks_pass"] else "FAILED")]
     (out_dir / (name + ".md")).write_text("\n".join(lines) + "\n")
 
 
