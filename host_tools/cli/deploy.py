@@ -175,21 +175,27 @@ def _running_firmware(port: str, baud: int) -> str | None:
     from host_tools.sync_client import SyncClient, SyncError
     from host_tools.transport import open_transport
 
+    time.sleep(1.0)  # the board reboots: bootloader, mount, main.py
     deadline = time.monotonic() + 20
+    last: TokenToolError | None = None
     while time.monotonic() < deadline:
         try:
             transport = open_transport(port, baud=baud)
-        except TokenToolError:
+        except TokenToolError as error:
+            last = error
             time.sleep(0.5)
             continue
         try:
             return SyncClient(transport, timeout_s=1.0, retries=2).connect().firmware
-        except SyncError:
+        except SyncError as error:
+            last = error
+            if "stopped with" in str(error):
+                break  # the app crashed: waiting longer will not help
             time.sleep(0.5)
         finally:
             transport.close()
-    raise DeployError(f"the token on {port} did not start the app after deploying; see `tokentool events --port {port}`"
-                      f" or the REPL (mpremote connect {port})")
+    raise DeployError(f"the files on the token on {port} are verified, but the app did not answer after the reboot"
+                      + (f" ({last})" if last else "") + f"; see `tokentool events --port {port}`")
 
 
 def _deploy(args: argparse.Namespace) -> int:

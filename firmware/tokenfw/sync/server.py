@@ -93,14 +93,14 @@ class SyncServer:
                 if handler is None:
                     raise Refused(m.E_UNKNOWN_COMMAND, "cmd %d" % cmd)
                 answer = handler(self, body[2:])
-            frame = framing.encode(m.body(cmd | m.RESPONSE, req, answer))
+            frame = framing.encode(m.body(cmd | m.RESPONSE, req, answer), False)
         except Refused as refusal:
             self.errors += 1
-            frame = framing.encode(m.body(m.ERROR, req, m.error_payload(refusal.args[0], refusal.args[1])))
+            frame = framing.encode(m.body(m.ERROR, req, m.error_payload(refusal.args[0], refusal.args[1])), False)
         except Exception as error:  # a bug or a flash error must not stop the app
             self.errors += 1
             self.log("sync_error", "%s %s" % (type(error).__name__, error))
-            frame = framing.encode(m.body(m.ERROR, req, m.error_payload(m.E_INTERNAL, "%s %s" % (type(error).__name__, error))))
+            frame = framing.encode(m.body(m.ERROR, req, m.error_payload(m.E_INTERNAL, "%s %s" % (type(error).__name__, error))), False)
         if cmd in _STATE_CHANGING:
             self._last_request = bytes(body)
             self._last_answer = frame
@@ -260,7 +260,7 @@ class SyncServer:
         acked = store.acked_seq
         struct.pack_into("<IIIB", buf, 2, store.oldest_seq, store.next_seq,
                          m.NO_SEQ if acked is None else acked, runs)
-        framing.write_frame(self._write, memoryview(buf)[:pos])
+        framing.write_frame(self._write, memoryview(buf)[:pos], 256, False)
 
     def _ack(self, payload):
         if len(payload) != 4:

@@ -60,3 +60,14 @@ def test_truncated_frame_is_dropped_not_merged():
     reader.feed(first[:6], got.append)  # the cable was pulled mid-frame, then a new request
     reader.feed(framing.encode(b"second"), got.append)
     assert got == [b"second"]
+
+
+def test_minimal_stuffing_of_answers_decodes_with_the_same_decoder():
+    body = _all_bytes()
+    wire = framing.encode(body, False)
+    assert b"\x03" in wire  # answers may carry control bytes: the host acts on none of them
+    assert framing.END not in wire[1:-1]
+    assert framing.decode(wire[1:-1]) == body
+    pieces = []
+    framing.write_frame(pieces.append, body, 100, False)
+    assert b"".join(pieces) == wire
