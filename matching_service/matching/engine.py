@@ -22,7 +22,7 @@ import numpy as np
 from . import crypto
 from .model import (REPORT_CONFIRMED_TEST, REPORT_REVOKED, DiagnosisKey, EscrowedDevice, Match,
                     MatchResult, Rejection, RiskConfig, Sighting)
-from .risk import attenuation, weighted_seconds
+from .risk import attenuation, scan_gaps, weighted_seconds
 
 INTERVAL_S = crypto.INTERVAL_S
 ROLLING_PERIOD = crypto.ROLLING_PERIOD
@@ -121,7 +121,7 @@ def _check_sighting(s: Sighting, enin: int, aemk: bytes, config: RiskConfig):
 
 
 def _match(s: Sighting, sender: str, tek: bytes, enin: int, tx: int, report_type: int,
-           config: RiskConfig) -> Match:
+           config: RiskConfig, scan_gap_s: float | None = None) -> Match:
     att = attenuation(tx, s.rssi_mean)
     return Match(
         observer=s.observer, seq=s.seq, sender=sender, tek=tek, enin=enin,
@@ -129,8 +129,21 @@ def _match(s: Sighting, sender: str, tek: bytes, enin: int, tx: int, report_type
         first_seen=enin * INTERVAL_S if s.clock_unset else s.first_seen,
         duration_s=s.duration_s, tx_power_dbm=tx, attenuation_db=att,
         min_attenuation_db=attenuation(tx, s.rssi_max),
-        weighted_s=weighted_seconds(s.duration_s, s.scans, att, report_type, config),
+        weighted_s=weighted_seconds(s.duration_s, s.scans, att, report_type, config,
+                                    scan_gap_s),
         clock_unset=s.clock_unset)
+
+
+def _matches(accepted: list[tuple], gaps_from: Iterable[Sighting], config: RiskConfig
+             ) -> list[Match]:
+    """Matches for accepted (sighting, sender, tek, enin, tx, report_type) tuples, single-scan
+    records weighted with their observer's usual scan spacing (from `gaps_from`)."""
+    observers = {a[0].observer for a in accepted}
+    gaps = scan_gaps(gaps_from, observers) if observers else {}
+    matches = [_match(s, sender, tek, enin, tx, report_type, config, gaps.get(s.observer))
+               for s, sender, tek, enin, tx, report_type in accepted]
+    matches.sort(key=lambda m: (m.observer, m.first_seen, m.seq))
+    return matches
 
 
 def match_keys(sightings: Sequence[Sighting] | SightingIndex, keys: Iterable[DiagnosisKey],
@@ -171,7 +184,7 @@ def match_keys(sightings: Sequence[Sighting] | SightingIndex, keys: Iterable[Dia
         (np.arange(len(blob) // 16) - starts)
 
     cand, found = index.find(_hi(blob))
-    matches: list[Match] = []
+    accepted: list[tuple] = []
     aem_keys: dict[int, bytes] = {}
     for c, si in zip(cand.tolist(), found.tolist()):
         s = index.sightings[si]
@@ -187,9 +200,8 @@ def match_keys(sightings: Sequence[Sighting] | SightingIndex, keys: Iterable[Dia
         if isinstance(tx, str):
             rejections.append(Rejection(s.observer, s.seq, key.source, tx))
             continue
-        matches.append(_match(s, key.source, key.tek, enin, tx, key.report_type, config))
-    matches.sort(key=lambda m: (m.observer, m.first_seen, m.seq))
-    return MatchResult(matches, rejections)
+        accepted.append((s, key.source, key.tek, enin, tx, key.report_type))
+    return MatchResult(_matches(accepted, index.sightings, config), rejections)
 
 
 def _needed_intervals(sightings: Sequence[Sighting], tolerance: int) -> dict[int, np.ndarray]:
@@ -296,7 +308,7 @@ def resolve_escrowed(sightings: Sequence[Sighting], devices: Sequence[EscrowedDe
             for offset, future in futures:
                 hits.extend((offset + dev, enin) for dev, enin in future.result())
 
-    matches: list[Match] = []
+    accepted: list[tuple] = []
     rejections: list[Rejection] = []
     for dev, enin in sorted(set(hits)):
         device = devices[dev]
@@ -311,9 +323,8 @@ def resolve_escrowed(sightings: Sequence[Sighting], devices: Sequence[EscrowedDe
             if isinstance(tx, str):
                 rejections.append(Rejection(s.observer, s.seq, device.serial, tx))
             else:
-                matches.append(_match(s, device.serial, tek, enin, tx, report_type, config))
-    matches.sort(key=lambda m: (m.observer, m.first_seen, m.seq))
-    return MatchResult(matches, rejections)
+                accepted.append((s, device.serial, tek, enin, tx, report_type))
+    return MatchResult(_matches(accepted, sightings, config), rejections)
 
 
 def devices_sightings(devices: Sequence[EscrowedDevice], plan: dict[int, np.ndarray],
@@ -338,7 +349,7 @@ def devices_sightings(devices: Sequence[EscrowedDevice], plan: dict[int, np.ndar
                                      blocks))
     blob = b"".join(parts)
     cand, found = index.find(_hi(blob))
-    matches, rejections = [], []
+    accepted, rejections = [], []
     keys: dict[tuple[int, int], tuple[bytes, bytes]] = {}
     for c, si in zip(cand.tolist(), found.tolist()):
         s = index.sightings[si]
@@ -356,8 +367,8 @@ def devices_sightings(devices: Sequence[EscrowedDevice], plan: dict[int, np.ndar
         if isinstance(tx, str):
             rejections.append(Rejection(s.observer, s.seq, device.serial, tx))
         else:
-            matches.append(_match(s, device.serial, tek, enin, tx, report_type, config))
-    return MatchResult(matches, rejections)
+            accepted.append((s, device.serial, tek, enin, tx, report_type))
+    return MatchResult(_matches(accepted, index.sightings, config), rejections)
 
 
 def interval_plan(first_interval: int, last_interval: int) -> dict[int, np.ndarray]:

@@ -104,7 +104,7 @@ class RiskConfig:
     min_tx_power_dbm: int = -50
     max_tx_power_dbm: int = 20
     max_scan_gap_s: int = 300               # GAEN caps seconds-since-last-scan at 300
-    unknown_scan_gap_s: int = 120           # ... and uses 120 when it is unknown
+    unknown_scan_gap_s: int = 120           # ... and 120 when unknown (single-scan records)
     venue_visit_gap_s: int = 1800           # sightings of a venue closer than this: one visit
     venue_exposure_s: int = 900             # overlap with a case's visit that counts as exposed
     same_time_slack_s: int = 60             # relay check: "at the same time" within this

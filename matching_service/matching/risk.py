@@ -4,24 +4,28 @@ GAEN scores each scan instance: seconds since the previous scan (capped at 300 s
 unknown) times the weight of its attenuation bucket; a window's score is that sum times the
 report-type and infectiousness weights, and windows are summed per UTC day. A token record
 merges the scans that heard one RPI, so a record with `scans` scans over `duration_s` stands for
-`scans` scan instances spaced duration_s / (scans - 1) apart; a single scan counts as the
-unknown gap. Since day sums are what decide, windows are not materialised: the per-day sum of
+`scans` scan instances spaced duration_s / (scans - 1) apart; a single scan counts the
+observer's usual spacing between scans (from its other records), or GAEN's unknown gap. Since day sums are what decide, windows are not materialised: the per-day sum of
 per-record scores is the same number.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from statistics import median
 
-from .model import DailyExposure, Match, RiskConfig
+from .model import DailyExposure, Match, RiskConfig, Sighting
 
 DAY_S = 86400
 
 
-def exposure_seconds(duration_s: int, scans: int, config: RiskConfig) -> float:
-    """Seconds of exposure a record stands for (sum over its scan instances)."""
+def exposure_seconds(duration_s: int, scans: int, config: RiskConfig,
+                     scan_gap_s: float | None = None) -> float:
+    """Seconds of exposure a record stands for (sum over its scan instances). A single scan
+    counts the observer's usual gap between scans (`scan_gap_s`, see scan_gaps) when known."""
     if scans <= 1:
-        return float(min(config.unknown_scan_gap_s, config.max_scan_gap_s))
+        gap = config.unknown_scan_gap_s if scan_gap_s is None else scan_gap_s
+        return float(min(gap, config.max_scan_gap_s))
     gap = duration_s / (scans - 1)
     return scans * min(gap, float(config.max_scan_gap_s))
 
@@ -44,9 +48,22 @@ def attenuation(tx_power_dbm: int, rssi: int) -> int:
 
 
 def weighted_seconds(duration_s: int, scans: int, attenuation_db: int, report_type: int,
-                     config: RiskConfig) -> float:
-    return (exposure_seconds(duration_s, scans, config) * bucket_weight(attenuation_db, config)
+                     config: RiskConfig, scan_gap_s: float | None = None) -> float:
+    return (exposure_seconds(duration_s, scans, config, scan_gap_s)
+            * bucket_weight(attenuation_db, config)
             * config.report_type_weights.get(report_type, 0.0) * config.infectiousness_weight)
+
+
+def scan_gaps(sightings: Iterable[Sighting], observers: set[str] | None = None
+              ) -> dict[str, float]:
+    """Each observer's usual seconds between scan windows: the median spacing of its records
+    heard in two or more scans. GAEN knows its own scanner's cadence; a token record heard in a
+    single scan does not say it, but the same token's other records do."""
+    spacings: dict[str, list[float]] = defaultdict(list)
+    for s in sightings:
+        if s.scans >= 2 and s.duration_s > 0 and (observers is None or s.observer in observers):
+            spacings[s.observer].append(s.duration_s / (s.scans - 1))
+    return {observer: float(median(gaps)) for observer, gaps in spacings.items()}
 
 
 def score_exposures(matches: Iterable[Match], config: RiskConfig = RiskConfig()

@@ -25,7 +25,8 @@ def test_log_near_a_case_for_20_minutes_matches_with_times_and_attenuation():
     assert {(m.attenuation_db, m.min_attenuation_db, m.tx_power_dbm) for m in result.matches} \
         == {(50, 50, -10)}
     [day] = score_exposures(result.matches)
-    assert day.weighted_s == pytest.approx(600 + 600 + 120)  # last interval: one scan = 120 s
+    # The last interval's single scan counts this observer's usual 60 s between scans.
+    assert day.weighted_s == pytest.approx(600 + 600 + 60)
     assert day.exposed and day.first_seen == TEN_AM and day.last_seen == TEN_AM + 1200
 
 

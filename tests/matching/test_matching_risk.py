@@ -4,7 +4,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from matching_service.matching import RiskConfig, match_keys, score_exposures
-from matching_service.matching.risk import bucket_weight, exposure_seconds, weighted_seconds
+from matching_service.matching.risk import (bucket_weight, exposure_seconds, scan_gaps,
+                                            weighted_seconds)
 from matching_scenario import DAY0, NOW, Emitter, Log
 
 DAY = DAY0 // 86400
@@ -68,9 +69,31 @@ def test_contact_across_midnight_counts_on_two_utc_days():
     assert not any(d.exposed for d in days)   # 20 minutes, but split over two days
 
 
+def test_gaen_cadence_of_4_minutes_counts_every_scan_instance():
+    # Scans every 240 s (the token's profile, like Google's scanner) for 12 minutes: four scan
+    # instances, 3 in one interval and 1 in the next; GAEN counts 4 x 240 s.
+    case = Emitter("TT-CASE", tx_power_dbm=-10)
+    log = Log("TT-OBS").hear(case, DAY0 + 36000, DAY0 + 36000 + 720, every_s=240, rssi=-60)
+    assert [s.scans for s in log.sightings] == [3, 1]
+    [day] = _day_scores(log, case)
+    assert day.weighted_s == pytest.approx(960) and day.exposed
+
+
+def test_single_scan_of_an_observer_with_no_multi_scan_record_counts_120_s():
+    case = Emitter("TT-CASE", tx_power_dbm=-10)
+    log = Log("TT-OBS").hear(case, DAY0 + 36000, DAY0 + 36000)
+    [day] = _day_scores(log, case)
+    assert day.weighted_s == pytest.approx(120)
+    assert scan_gaps(log.sightings) == {}
+    two = Log("TT-OBS").hear(case, DAY0 + 30000, DAY0 + 30000 + 400, every_s=200)
+    assert scan_gaps(two.sightings + log.sightings) == {"TT-OBS": 200}
+
+
 def test_scan_gaps_are_capped_and_single_scans_count_as_unknown():
     config = RiskConfig()
     assert exposure_seconds(0, 1, config) == 120
+    assert exposure_seconds(0, 1, config, scan_gap_s=250) == 250
+    assert exposure_seconds(0, 1, config, scan_gap_s=900) == 300
     assert exposure_seconds(540, 10, config) == 600
     assert exposure_seconds(1200, 3, config) == 900      # 600 s gaps capped at 300
     assert weighted_seconds(540, 10, 50, 1, config) == 600
