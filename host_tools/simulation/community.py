@@ -48,16 +48,20 @@ class VenueKind:
     stay_slots: tuple[int, int]        # visit length, 5-minute slots (min, max inclusive)
     sessions_h: tuple[float, ...] = ()  # fixed start times (prayers); empty: any time open
     popularity: float = 1.0
+    move: float = 1.0                  # chance per slot of moving to another spot
 
 
 VENUE_KINDS = (
-    VenueKind("market", ENV_OPEN, (60.0, 40.0), 7.0, 13.0, (4, 12), popularity=3.0),
-    VenueKind("clinic", ENV_INDOOR, (20.0, 15.0), 8.0, 16.0, (4, 12), popularity=0.8),
+    # Shoppers walk from stall to stall; patients, worshippers, passengers and guests mostly
+    # keep their seat or spot.
+    VenueKind("market", ENV_OPEN, (60.0, 40.0), 7.0, 13.0, (4, 12), popularity=3.0, move=0.8),
+    VenueKind("clinic", ENV_INDOOR, (20.0, 15.0), 8.0, 16.0, (4, 12), popularity=0.8, move=0.15),
     VenueKind("mosque", ENV_INDOOR, (18.0, 14.0), 5.0, 20.5, (4, 7),
-              sessions_h=(5.0, 12.5, 15.5, 18.0, 19.5), popularity=2.0),
-    VenueKind("bus", ENV_BUS, (11.0, 2.5), 6.0, 20.0, (3, 8), popularity=1.5),
-    VenueKind("gathering", ENV_INDOOR, (15.0, 10.0), 15.0, 20.0, (12, 24), popularity=1.2),
+              sessions_h=(5.0, 12.5, 15.5, 18.0, 19.5), popularity=2.0, move=0.05),
+    VenueKind("bus", ENV_BUS, (11.0, 2.5), 6.0, 20.0, (3, 8), popularity=1.5, move=0.05),
+    VenueKind("gathering", ENV_INDOOR, (15.0, 10.0), 15.0, 20.0, (12, 24), popularity=1.2, move=0.2),
 )
+HOME_MOVE = 0.3                # chance per slot of moving within the same room at home
 KIND_BY_NAME = {k.name: k for k in VENUE_KINDS}
 
 AGE_ADULT = 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import radio
-from .community import (ENV_INDOOR, HOME, HOME_WIDTH_M, ROOM_M, ROOM_STAY, ROOMS_PER_HOME,
+from .community import (ENV_INDOOR, HOME, HOME_MOVE, HOME_WIDTH_M, ROOM_M, ROOM_STAY, ROOMS_PER_HOME,
                         SLOT_S, SLOTS_PER_DAY, Community, is_night)
 
 CLOSE_CONTACT_M = 2.0
@@ -106,13 +106,24 @@ def _positions(c: Community, day: int, rng: np.random.Generator):
     room = np.where(night, c.bedroom[:, None], room)
     home_x0 = (c.unit[c.household] * HOME_WIDTH_M)[:, None]
     spread = np.where(night, 0.6, 1.6)  # in bed vs about the room
-    hx = home_x0 + room * ROOM_M + ROOM_M / 2 + rng.uniform(-1, 1, (n, slots)) * spread
-    hy = ROOM_M / 2 + rng.uniform(-1, 1, (n, slots)) * spread
+    # A spot is kept until the person moves (new room, HOME_MOVE, a venue's `move` share).
+    prev = np.concatenate([np.full((n, 1), -2, loc.dtype), loc[:, :-1]], axis=1)
+    prev_room = np.concatenate([np.full((n, 1), -1, room.dtype), room[:, :-1]], axis=1)
+    move_share = np.array([v.kind.move for v in c.venues])
+    p_move = np.where(loc == HOME, HOME_MOVE, move_share[np.maximum(loc, 0)])
+    moved = (rng.random((n, slots)) < p_move) | (loc != prev) | ((loc == HOME) & (room != prev_room))
+    moved[:, 0] = True
+    keep = np.where(moved, np.arange(slots)[None, :], 0)
+    np.maximum.accumulate(keep, axis=1, out=keep)
+    jx = np.take_along_axis(rng.uniform(-1, 1, (n, slots)), keep, axis=1)
+    jy = np.take_along_axis(rng.uniform(-1, 1, (n, slots)), keep, axis=1)
+    hx = home_x0 + room * ROOM_M + ROOM_M / 2 + jx * spread
+    hy = ROOM_M / 2 + jy * spread
     # Venues: anywhere in the venue; companions stand next to the one they came with.
     sizes = np.array([v.kind.size_m for v in c.venues])
     at = np.maximum(loc, 0)
-    vx = rng.random((n, slots)) * sizes[at, 0]
-    vy = rng.random((n, slots)) * sizes[at, 1]
+    vx = (jx + 1) / 2 * sizes[at, 0]
+    vy = (jy + 1) / 2 * sizes[at, 1]
     comp = c.companion[:, s0:s1]
     follower = (comp >= 0) & (comp < np.arange(n)[:, None])
     fi, fs = np.nonzero(follower)

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dataclasses import replace
+
 from matching_service.matching import (DiagnosisKey, EscrowedDevice, RiskConfig, SightingIndex,
-                                       case_report, match_keys, score_exposures)
+                                       case_report, match_keys, resolve_escrowed, score_exposures)
+from matching_service.matching.risk import bucket_weight
 
 from . import tokens
 
@@ -36,6 +39,7 @@ class Outcome:
     case_venues: dict = field(default_factory=dict)        # case serial -> [(venue serial, start, end)]
     named_by: dict = field(default_factory=dict)           # wearer serial -> case tokens naming it exposed
     reports: list = field(default_factory=list)            # (case serial, CaseReport summary dict)
+    calibration: list = field(default_factory=list)        # (thresholds, weights, {serial: best weighted s} x 2)
 
 
 def identifiers_of(ident: bytes, intervals: int, token_list) -> np.ndarray:
@@ -74,7 +78,7 @@ def _report_worker(case: int):
 
 
 def run(c, serials: list[str], sightings, cases: np.ndarray, teks: dict, tx_advertised: int,
-        now_s: int, processes: int, config: RiskConfig = RiskConfig()) -> Outcome:
+        now_s: int, processes: int, config: RiskConfig = RiskConfig(), calibration: bool = True) -> Outcome:
     index = SightingIndex(sightings)
     devices = devices_of(c, serials, tx_advertised)
     out = Outcome()
@@ -98,6 +102,9 @@ def run(c, serials: list[str], sightings, cases: np.ndarray, teks: dict, tx_adve
     finally:
         _SHARED.clear()
 
+    if calibration:
+        out.calibration = calibrate(index, devices, {serials[k] for k in cases.tolist()}, keys, now_s, config)
+
     named_by = defaultdict(set)
     for case, report in reports:
         cs = serials[case]
@@ -119,4 +126,43 @@ def run(c, serials: list[str], sightings, cases: np.ndarray, teks: dict, tx_adve
                                  "venues": len(report.venues), "exposed_serials": len(report.exposed_serials),
                                  "flags": len(report.flags), "unresolved_rpis": report.unresolved_rpis}))
     out.named_by = dict(named_by)
+    return out
+
+
+# Candidate risk settings for the calibration table: the service's defaults and tighter
+# attenuation buckets / weights (GAEN lets health authorities set all of these).
+CANDIDATE_THRESHOLDS_DB = ((55, 63, 73), (55, 60, 65), (52, 58, 64), (58, 64, 70))
+CANDIDATE_WEIGHTS = ((1.0, 1.0, 0.5, 0.0), (1.0, 1.0, 0.0, 0.0), (1.0, 0.5, 0.0, 0.0))
+
+
+def calibrate(index: SightingIndex, devices, case_serials: set[str], keys, now_s: int,
+              config: RiskConfig = RiskConfig()) -> list[tuple]:
+    """Best weighted seconds per wearer under each candidate risk setting, from both sides of
+    every case's contacts (what the case heard, resolved centrally; what heard the case,
+    matched on its keys), taking the better side per day as case_report does.
+
+    The engine runs once with every bucket weighted 1, so each match carries its unweighted
+    exposure seconds; each candidate then only re-weights by its attenuation bucket."""
+    unit = replace(config, bucket_weights=(1.0, 1.0, 1.0, 1.0))
+    wearables = [d for d in devices if d.role == "wearable"]
+    case_logs = [s for s in index.sightings if s.observer in case_serials]
+    case_side = [m for m in resolve_escrowed(case_logs, wearables, unit).matches
+                 if m.observer != m.sender]
+    contact_side = [m for m in match_keys(index, keys, unit, now_s).matches if m.observer != m.sender]
+    out = []
+    for thresholds in CANDIDATE_THRESHOLDS_DB:
+        for weights in CANDIDATE_WEIGHTS:
+            cfg = replace(config, attenuation_thresholds_db=thresholds, bucket_weights=weights)
+            day_best: dict[tuple[str, str, int], float] = defaultdict(float)
+            for side, contact_of in ((case_side, "sender"), (contact_side, "observer")):
+                rew = [replace(m, weighted_s=m.weighted_s * bucket_weight(m.attenuation_db, cfg)) for m in side]
+                for d in score_exposures(rew, cfg):
+                    contact = getattr(d, contact_of)
+                    case = d.observer if contact_of == "sender" else d.sender
+                    key = (contact, case, d.day)
+                    day_best[key] = max(day_best[key], d.weighted_s)
+            best: dict[str, float] = defaultdict(float)
+            for (contact, _, _), w in day_best.items():
+                best[contact] = max(best[contact], w)
+            out.append((thresholds, weights, dict(best)))
     return out
