@@ -52,7 +52,7 @@ class SightingIndex:
             raise ValueError("sighting %s/%d has an RPI of %d bytes, not 16"
                              % (bad.observer, bad.seq, len(bad.rpi)))
         hi = np.frombuffer(blob, dtype="<u8")[0::2] if blob else np.zeros(0, dtype="<u8")
-        self.order = np.argsort(hi, kind="stable")
+        self.order = np.argsort(hi)
         self.sorted_hi = hi[self.order]
         bits = min(26, max(16, int(np.ceil(np.log2(len(hi) + 1))) + 5))
         self._mask = np.uint64((1 << bits) - 1)
@@ -138,7 +138,7 @@ def _matches(accepted: list[tuple], gaps_from: Iterable[Sighting], config: RiskC
              ) -> list[Match]:
     """Matches for accepted (sighting, sender, tek, enin, tx, report_type) tuples, single-scan
     records weighted with their observer's usual scan spacing (from `gaps_from`)."""
-    observers = {a[0].observer for a in accepted}
+    observers = {a[0].observer for a in accepted if a[0].scans <= 1}   # who needs a spacing
     gaps = scan_gaps(gaps_from, observers) if observers else {}
     matches = [_match(s, sender, tek, enin, tx, report_type, config, gaps.get(s.observer))
                for s, sender, tek, enin, tx, report_type in accepted]
