@@ -3,6 +3,7 @@
     tokentool register [--service URL] [--serial S --holder-ref R --venue-name N --venue-place P]
     tokentool upload   [--service URL]
     tokentool status   SERIAL [--service URL]
+    tokentool report-positive --port P --code C [--days 14] [--service URL]
 
 `register` pushes the provisioning records the outbox holds (secrets from the keystore) and
 marks them registered; with --serial it (re)sends one token with its holder reference or venue
@@ -11,7 +12,10 @@ acknowledged yet, token by token in batches: the service stores records idempote
 (token, sequence number) and the outbox marks a batch uploaded only after the service accepted
 it, so an interrupted upload (network gone, laptop closed, days offline) resumes where it
 stopped and never stores anything twice. It registers pending tokens first. `status` prints the
-token's exposure status in one line.
+token's exposure status in one line. `report-positive` syncs the token (so the outbox holds its
+whole log), reads its own TEKs with its auth key (KEYS, authenticated; the key comes from the
+keystore, else from the service's registry), and redeems the official's one-time code with the
+keys and the full log.
 
 The service URL and the clinic's API key come from --service / the environment
 (TOKENTOOL_SERVICE_URL, TOKENTOOL_SERVICE_KEY) or ~/.config/tokentool/service.json.
@@ -55,6 +59,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--batch", type=int, default=5000, help="records per request (default 5000)")
     p.set_defaults(handler=run_upload)
+
+    p = subparsers.add_parser(
+        "report-positive", help="send a positive wearer's keys and log with the official's code",
+        description="Sync the token, read its own keys (authenticated) and send them with its "
+                    "whole log and the one-time code the health official issued.")
+    p.add_argument("--port", required=True, metavar="PORT",
+                   help="serial port of the token (/dev/ttyUSB0, a virtual token's pty)")
+    p.add_argument("--code", required=True, help="the one-time code, e.g. 7KQ2-M9XD-4TBW")
+    p.add_argument("--days", type=int, default=14, help="days of keys to send (1-15, default 14)")
+    p.add_argument("--baud", type=int, default=115200, help="serial line rate (default 115200)")
+    p.add_argument("--timeout", type=float, default=1.5, metavar="S",
+                   help="seconds to wait for the token before retrying (default 1.5)")
+    _common(p)
+    p.set_defaults(handler=run_report_positive)
 
     p = subparsers.add_parser("status", help="a token's exposure status, in one line",
                               description="Ask the matching service whether a token was exposed.")
@@ -212,6 +230,40 @@ def redeem_positive(client: ServiceClient, outbox: Outbox, serial: str, code: st
     keys = [{"key": tek, "rolling_start_interval": start, "rolling_period": 144}
             for start, tek in teks]
     return client.report_positive(code, keys, case_log_from_outbox(outbox, serial))
+
+
+def run_report_positive(args) -> int:
+    from host_tools.sync_client import SyncClient
+    from host_tools.sync_session import sync_token
+    from host_tools.transport import open_transport
+
+    if not 1 <= args.days <= 15:
+        raise UsageError("--days must be from 1 to 15 (the service accepts keys up to 15 days old)")
+    config = ServiceConfig.load(url=args.service)  # before touching the token: fail fast
+    transport = open_transport(args.port, baud=args.baud)
+    try:
+        with Outbox(args.outbox) as outbox, ServiceClient.from_config(config) as service:
+            client = SyncClient(transport, timeout_s=args.timeout)
+            synced = sync_token(transport, outbox, client=client)
+            serial = synced.serial
+            keystore = Keystore(args.keystore)
+            try:
+                known = keystore.get(serial)
+            finally:
+                keystore.close()
+            auth_key = known.auth_key if known is not None else service.auth_key(serial)
+            teks = client.keys(args.days, auth_key)
+            if not teks:
+                raise UsageError(f"token {serial} holds no keys of the last {args.days} days")
+            result = redeem_positive(service, outbox, serial, args.code, teks)
+    finally:
+        transport.close()
+    result.update(serial=serial, keys_sent=len(teks), new_records_synced=synced.new_records)
+    emit(args, result, f"{serial}: positive report accepted as case {result['case_id']} "
+                       f"({len(teks)} days of keys, "
+                       f"{result['log']['stored'] + result['log']['duplicates']} records); "
+                       "the health office can now see who and where")
+    return 0
 
 
 def run_status(args) -> int:

@@ -23,7 +23,6 @@ def upload(body: service.Upload, principal=require("clinic"),
                      outcome="ok" if not result["conflicts"] else "conflict",
                      stored=result["stored"], duplicates=result["duplicates"],
                      conflicts=result["conflicts"][:20])
-    result.pop("new_first_seen_min", None)
     if result["stored"]:
         reports.rematch_tokens(ctx, [body.token])
     return result

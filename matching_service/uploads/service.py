@@ -165,8 +165,7 @@ def store_upload(session: Session, upload: Upload, by: str, max_records: int) ->
     inserted = insert_ignoring_duplicates(session, EncounterRecord.__table__, rows, ["serial", "seq"])
     duplicates += len(rows) - inserted  # a concurrent request stored them first
     return {"token": serial, "stored": inserted, "duplicates": duplicates,
-            "conflicts": conflicts, "syncs_stored": new_syncs,
-            "new_first_seen_min": min((r["first_seen"] for r in rows), default=None)}
+            "conflicts": conflicts, "syncs_stored": new_syncs}
 
 
 def token_summary(session: Session, serial: str) -> dict:
