@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--profile", default="continuous", help="power profile of the wearables (default continuous)")
     parser.add_argument("--board", default="esp32-devkitc", help="board of the tokens (default esp32-devkitc)")
     parser.add_argument("--escrowed-share", default="0.8", help="share of escrowed tokens, 0..1 (default 0.8)")
-    parser.add_argument("--positive-share", default="0.01", help="share of wearers testing positive (default 0.01)")
+    parser.add_argument("--positive-share", default="0.005", help="share of wearers testing positive (default 0.005)")
     parser.add_argument("--seed", default="1", help="random seed; the same seed gives the same result")
     parser.add_argument("--out", default=None, help="write the report folder here")
     add_json_flag(parser)

@@ -46,7 +46,7 @@ class SimulationConfig:
     profile: str = "continuous"
     board: str = "esp32-devkitc"
     escrowed_share: float = 0.8
-    positive_share: float = 0.01
+    positive_share: float = 0.005
     seed: int = 1
     processes: int = 0              # 0: every core
     clinic_path: str = "auto"       # "outbox" | "codec" | "auto" (outbox up to 500 wearers)
@@ -116,7 +116,7 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
     timings["community_and_links_s"] = time.perf_counter() - t0
 
     rng = np.random.default_rng([config.seed, 0xCA5E])
-    n_cases = max(1, int(round(config.positive_share * n)))
+    n_cases = min(n - 1, max(2, int(round(config.positive_share * n))))
     cases = np.sort(rng.choice(n, size=n_cases, replace=False))
     start_s, end_s = c.start_s, c.start_s + config.days * 86400
     enin0 = start_s // tokens.INTERVAL_S
@@ -286,11 +286,11 @@ def _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start
             "busiest_5pct_days": round(usable / max(float(np.percentile(flash_per_day, 95)), 1.0), 1),
         }
     calibration = []
-    for thresholds, weights, best in outcome.calibration:
+    for bucket_db, weights, best in outcome.calibration:
         rows = []
         for thr in THRESHOLDS_S:
             rows.append({"threshold_s": thr, **score(idx({s for s, w in best.items() if w + 1e-9 >= thr}))})
-        calibration.append({"attenuation_thresholds_db": list(thresholds), "bucket_weights": list(weights),
+        calibration.append({"attenuation_thresholds_db": list(bucket_db), "bucket_weights": list(weights),
                             "by_threshold": rows})
     meeting = [(r["precision"], r["recall"], cal["attenuation_thresholds_db"], cal["bucket_weights"],
                 r["threshold_s"]) for cal in calibration for r in cal["by_threshold"]
