@@ -29,6 +29,8 @@ from host_tools.errors import TokenToolError
 
 DEFAULT_CONFIG_PATH = Path("~/.config/tokentool/service.json")
 DEFAULT_BATCH_RECORDS = 5000
+# Case reports over a national registry take tens of seconds (docs/operator-guide.md, Sizing).
+REPORT_TIMEOUT_S = 300.0
 
 
 class ServiceError(TokenToolError):
@@ -155,13 +157,15 @@ class ServiceClient:
     # -- plumbing ------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, what: str, idempotent: bool = True,
-                 json_body: Any = None, raw: bool = False):
+                 json_body: Any = None, raw: bool = False, timeout_s: float | None = None):
         attempts = self.retries + 1 if idempotent else 1
         delay = self.backoff_s
         last_error: Exception | None = None
         for attempt in range(attempts):
             try:
-                response = self._http.request(method, path, json=json_body)
+                response = self._http.request(
+                    method, path, json=json_body,
+                    timeout=timeout_s if timeout_s is not None else httpx.USE_CLIENT_DEFAULT)
             except httpx.HTTPError as error:
                 last_error = error
                 if attempt + 1 < attempts:
@@ -234,8 +238,11 @@ class ServiceClient:
             {**k, "key": b64(k["key"]) if isinstance(k["key"], (bytes, bytearray)) else k["key"]}
             for k in keys]}
         try:
+            # The service matches the case before answering: at national scale that takes a
+            # while, and a lost answer to this one-shot request is the thing to avoid.
             return self._request("POST", "/v1/cases", f"accept the positive report of "
-                                 f"{log.get('token')}", idempotent=False, json_body=body)
+                                 f"{log.get('token')}", idempotent=False, json_body=body,
+                                 timeout_s=REPORT_TIMEOUT_S)
         except ServiceError as error:
             if error.status == 409 and error.code == "conflict" and "used" in str(error):
                 raise ServiceError("the verification code has already been used (if an earlier "
@@ -257,7 +264,7 @@ class ServiceClient:
 
     def case_report(self, case_id: int) -> dict:
         return self._request("GET", f"/v1/cases/{case_id}/report",
-                             f"produce the report of case {case_id}")
+                             f"produce the report of case {case_id}", timeout_s=REPORT_TIMEOUT_S)
 
     def exposed(self) -> list[dict]:
         return self._request("GET", "/v1/exposed", "list exposed wearers")["exposed"]
