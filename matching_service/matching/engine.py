@@ -45,7 +45,9 @@ class SightingIndex:
     """
 
     def __init__(self, sightings: Iterable[Sighting]):
-        self.sightings: list[Sighting] = list(sightings)
+        # Not copied when already a list: the index only reads it.
+        self.sightings: list[Sighting] = sightings if isinstance(sightings, list) \
+            else list(sightings)
         blob = b"".join([s.rpi for s in self.sightings])
         if len(blob) != 16 * len(self.sightings):
             bad = next(s for s in self.sightings if len(s.rpi) != 16)
