@@ -59,7 +59,8 @@ class SyncIn(Strict):
 class Upload(Strict):
     token: Serial
     records: list[RecordIn] = Field(default_factory=list)
-    syncs: list[SyncIn] = Field(default_factory=list)
+    # A batch spans a few syncs (one per clinic visit since the last upload): 1,000 is generous.
+    syncs: list[SyncIn] = Field(default_factory=list, max_length=1000)
 
 
 # Crystal drift is tens of ppm (seconds a day); a larger offset is a step (a reset clock), where
