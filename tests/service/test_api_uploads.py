@@ -189,3 +189,9 @@ def test_concurrent_replays_store_each_record_once(service, clinic, token):
     assert {r.status_code for r in replies} <= {200, 409}
     assert sum(r.json().get("stored", 0) for r in replies if r.status_code == 200) == len(token.log)
     assert [r[0] for r in stored(service, token.serial)] == [s for s, _ in token.log]
+
+
+def test_deeply_nested_json_is_a_clean_error(service, clinic_key):
+    reply = _raw(service, clinic_key, b"[" * 200_000 + b"]" * 200_000)
+    assert reply.status_code == 422
+    assert reply.json()["code"] == "invalid_input"
