@@ -61,6 +61,7 @@ class Scale:
     planted_fraction: float = 0.3     # uploaded logs that met one of the 500 cases
     baseline_devices: int = 1000      # escrowed baseline runs on this many, then extrapolates
     workers: int = 2
+    repeats: int = 3                  # matching runs (ours and baselines): best of
     seed: int = 4
 
 
@@ -264,6 +265,13 @@ def _timed(fn, *args, **kwargs):
     return result, time.perf_counter() - t, _cpu_s() - cpu
 
 
+def _best_of(repeats: int, fn, *args, **kwargs):
+    """_timed, repeated: the fastest wall-clock and CPU times (the runs least disturbed by
+    other work on the machine), same rule for ours and the baselines."""
+    runs = [_timed(fn, *args, **kwargs) for _ in range(repeats)]
+    return runs[0][0], min(r[1] for r in runs), min(r[2] for r in runs)
+
+
 def run(scale: Scale, log=print) -> dict:
     config = RiskConfig()
     load_before = os.getloadavg()[0]
@@ -295,14 +303,14 @@ def run(scale: Scale, log=print) -> dict:
         base_sample_s, len(sample), baseline_resolve_s))
 
     match_input = [s for s in world.stored if s.observer != world.case.serial]
-    matched, match_s, match_cpu_s = _timed(match_keys, match_input, world.keys, config,
-                                           now_s=NOW_S)
+    matched, match_s, match_cpu_s = _best_of(scale.repeats, match_keys, match_input,
+                                             world.keys, config, now_s=NOW_S)
     log("match %d logs x %d keys: %.2f s" % (scale.logs, len(world.keys), match_s))
-    base_matched, baseline_match_s, baseline_match_cpu_s = _timed(
-        baseline_match, match_input, world.keys, config)
+    base_matched, baseline_match_s, baseline_match_cpu_s = _best_of(
+        scale.repeats, baseline_match, match_input, world.keys, config)
     log("baseline match: %.2f s" % baseline_match_s)
-    base_matched_once, baseline_keyed_once_s, baseline_keyed_once_cpu_s = _timed(
-        baseline_match, match_input, world.keys, config, keyed_once=True)
+    base_matched_once, baseline_keyed_once_s, baseline_keyed_once_cpu_s = _best_of(
+        scale.repeats, baseline_match, match_input, world.keys, config, keyed_once=True)
     log("baseline match, AES keyed once per key: %.2f s" % baseline_keyed_once_s)
 
     fast = {(m.observer, m.seq, m.sender) for m in matched.matches}
@@ -362,6 +370,7 @@ def run(scale: Scale, log=print) -> dict:
         "match_speedup_cpu": round(baseline_match_cpu_s / match_cpu_s, 1),
         "match_speedup_vs_keyed_once": round(baseline_keyed_once_s / match_s, 1),
         "workers": scale.workers,
+        "repeats": scale.repeats,
         "cpus": os.cpu_count(),
         "load_average_before": round(load_before, 2),
         "load_average_after": round(os.getloadavg()[0], 2),
@@ -397,9 +406,11 @@ def write_results(results: dict, out_dir: Path, name: str = "matching_scale") ->
                 r["baseline_resolve_measured_devices"], r["baseline_resolve_measured_s"])
             if r["baseline_resolve_extrapolated"] else "", r["resolve_speedup"],
             r["resolve_speedup_cpu"]),
-        "| match %d uploaded logs (%d records) against %d cases' keys (%d keys) | %.2f s | "
+        "| match %d uploaded logs (%d records) against %d cases' keys (%d keys), best of %d "
+        "| %.2f s | "
         "%.1f s | %.1fx / %.1fx |" % (
-            r["logs_matched"], r["match_sightings"], r["cases"], r["keys"], r["match_s"],
+            r["logs_matched"], r["match_sightings"], r["cases"], r["keys"], r.get("repeats", 1),
+            r["match_s"],
             r["baseline_match_s"], r["match_speedup"], r["match_speedup_cpu"]),
         "| same, baseline keying AES once per key | | %.1f s | %.1fx |" % (
             r["baseline_match_keyed_once_s"], r["match_speedup_vs_keyed_once"]),
@@ -407,6 +418,13 @@ def write_results(results: dict, out_dir: Path, name: str = "matching_scale") ->
         "Goal: a case report in under 60 s and at least 10x the baseline. Speed-ups are given "
         "on wall-clock time and on CPU seconds (ours including the worker processes): the "
         "second is the fairer one when other work shares the machine during the run.",
+        "",
+        "This run: case report under 60 s: %s. Escrowed resolution at least 10x: %s (wall), "
+        "%s (CPU). Matching at least 10x: %s (wall), %s (CPU)." % tuple(
+            "yes" if ok else "NO" for ok in (
+                r["case_report_s"] < 60, r["resolve_speedup"] >= 10,
+                r["resolve_speedup_cpu"] >= 10, r["match_speedup"] >= 10,
+                r["match_speedup_cpu"] >= 10)),
         "",
         "Baselines: per key (or per escrowed token and day), one RPI per 10-minute interval "
         "with `tokenfw.gaen`, looked up in a dict of what was heard. Ours: one AES-ECB call per "
@@ -437,7 +455,7 @@ def write_results(results: dict, out_dir: Path, name: str = "matching_scale") ->
 def quick_scale() -> Scale:
     return Scale(tokens=400, days=3, logs=40, cases=10, filler_per_day=10,
                  case_contacts_per_day=4, case_venues_per_day=1, case_phones_per_day=2,
-                 heard_case=4, covisitors=2, baseline_devices=400, workers=1)
+                 heard_case=4, covisitors=2, baseline_devices=400, workers=1, repeats=1)
 
 
 def main(argv=None) -> int:
