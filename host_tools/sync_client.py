@@ -183,24 +183,24 @@ class SyncClient:
 
     def call(self, cmd: int, payload: bytes = b"") -> bytes:
         """Send one request and return its answer's payload (retrying lost frames)."""
-        return next(self.pipeline(iter([(cmd, payload)]), window=1))[1]
+        queue = [(cmd, payload)]
+        return next(self.pipeline(lambda: queue.pop() if queue else None, window=1))[1]
 
-    def pipeline(self, requests: Iterator[tuple[int, bytes]], window: int) -> Iterator[tuple[tuple[int, bytes], bytes]]:
-        """Send `requests` keeping up to `window` unanswered; yield (request, answer) in order.
+    def pipeline(self, next_request: Callable[[], tuple | None], window: int) -> Iterator[tuple[tuple, bytes]]:
+        """Send the requests `next_request()` hands out ((cmd, payload, ...) tuples, None when
+        it has none now), keeping up to `window` unanswered; yield (request, answer) in order.
+        It is asked again after every answer, so it may add requests that depend on answers.
 
         The token answers in order, so an answer to a later request proves an earlier one was
         lost: it is re-sent at once instead of after a time-out.
         """
-        inflight: list[tuple[tuple[int, bytes], _Pending]] = []
-        exhausted = False
+        inflight: list[tuple[tuple, _Pending]] = []
         while True:
-            while not exhausted and len(inflight) < window:
-                try:
-                    request = next(requests)
-                except StopIteration:
-                    exhausted = True
+            while len(inflight) < window:
+                request = next_request()
+                if request is None:
                     break
-                inflight.append((request, self._new_request(*request)))
+                inflight.append((request, self._new_request(request[0], request[1])))
             if not inflight:
                 return
             request, oldest = inflight[0]
@@ -276,27 +276,39 @@ class SyncClient:
 
     def dump(self, from_seq: int, until_seq: int, *, chunk: int = 64, window: int = 3
              ) -> Iterator[list[tuple[int, bytes]]]:
-        """Chunks of (seq, record) for from_seq <= seq < until_seq, in order, no duplicates.
+        """Chunks of (seq, record) for from_seq <= seq < until_seq, each record once.
 
-        The token may have dropped old records (retention); then the first chunk starts later.
+        Chunks arrive roughly in order. An answer ends early at a record the token found
+        corrupt on its flash; the rest of that range is asked for again (the token skips the
+        bad record). Records the token already dropped (retention) are simply not there.
         """
-        chunk = max(1, min(chunk, self.hello.max_dump_records if self.hello else m.MAX_DUMP_RECORDS))
+        chunk = max(1, min(chunk, self.hello.max_dump_records if self.hello else 64))
+        planned = [from_seq]
+        refills: list[tuple[int, int]] = []
 
-        def requests() -> Iterator[tuple[int, bytes]]:
-            seq = from_seq
-            while seq < until_seq:
-                yield m.DUMP, hc.dump_request(seq, min(chunk, until_seq - seq))
-                seq += chunk
+        def next_request() -> tuple | None:
+            if refills:
+                start, end = refills.pop(0)
+            elif planned[0] < until_seq:
+                start = planned[0]
+                end = min(until_seq, start + chunk)
+                planned[0] = end
+            else:
+                return None
+            return m.DUMP, hc.dump_request(start, end - start), start, end
 
-        delivered = from_seq - 1
-        for _, answer in self.pipeline(requests(), window):
+        seen: set[int] = set()
+        for request, answer in self.pipeline(next_request, window):
+            _, _, start, end = request
             try:
                 _, _, _, records = hc.parse_dump_response(answer)
             except (ValueError, IndexError) as error:
                 raise SyncError(f"the token on {self.port} sent a malformed DUMP answer ({error})", self.port) from None
-            fresh = [(seq, rec) for seq, rec in records if delivered < seq < until_seq]
+            if records and records[-1][0] + 1 < end:
+                refills.append((records[-1][0] + 1, end))  # cut short at a gap: ask for the rest
+            fresh = [(seq, rec) for seq, rec in records if start <= seq < until_seq and seq not in seen]
             if fresh:
-                delivered = fresh[-1][0]
+                seen.update(seq for seq, _ in fresh)
                 yield fresh
 
     def ack(self, upto_seq: int) -> int | None:

@@ -103,10 +103,10 @@ def sync_token(transport: Transport, outbox: Outbox, *, now: Callable[[], float]
             dumped += len(records)
             new += result.new
             duplicates += result.duplicates + result.conflicts
-            first = records[0][0] if first is None else first
-            last = records[-1][0]
+            first = records[0][0] if first is None else min(first, records[0][0])
+            last = records[-1][0] if last is None else max(last, records[-1][0])
             if progress:
-                progress(min(total, last - start + 1), total)
+                progress(min(total, dumped), total)
         # Everything the token held below `until` is now on disk here: tell the token. (Sent
         # even when there was nothing new: the token notes the sync for its status light.)
         acked_now = client.ack(max(until - 1, acked))

@@ -21,10 +21,7 @@
 # feed(); a frame longer than the reader's limit is dropped whole, up to the next END.
 import struct
 
-try:
-    from binascii import crc32
-except ImportError:
-    crc32 = None
+from binascii import crc32  # in every MicroPython port we target, and in CPython
 
 try:
     from micropython import const
@@ -53,16 +50,12 @@ _ESC_CODED = b"\xdb\xdd"
 FORBIDDEN_ON_WIRE = b"\x03\x04\x11\x13\x1a\x1c"
 
 
-def _crc(data):
-    if crc32 is not None:
-        return crc32(data) & 0xFFFFFFFF
-    data = bytes(data)
-    value = 0xFFFFFFFF
-    for byte in data:
-        value ^= byte
-        for _ in range(8):
-            value = (value >> 1) ^ (0xEDB88320 & -(value & 1))
-    return value ^ 0xFFFFFFFF
+def crc(data, value=0):
+    """CRC-32 of `data`, continuing from `value` (so a frame can be checked piece by piece)."""
+    return crc32(data, value) & 0xFFFFFFFF
+
+
+_crc = crc
 
 
 def stuff(data, controls=True):

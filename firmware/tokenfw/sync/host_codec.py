@@ -38,24 +38,13 @@ def dump_request(from_seq, max_records):
 
 def parse_dump_response(payload):
     """(oldest_seq, next_seq, acked_seq or None, [(seq, record bytes), ...])."""
-    if len(payload) < 13:
-        raise ValueError("short DUMP response")
-    oldest, next_seq, acked, runs = struct.unpack("<IIIB", payload[:13])
-    pos = 13
+    if len(payload) < 16 or (len(payload) - 16) % RECORD_SIZE:
+        raise ValueError("DUMP answer of %d bytes" % len(payload))
+    oldest, next_seq, acked, first = struct.unpack("<IIII", payload[:16])
     records = []
-    for _ in range(runs):
-        if len(payload) < pos + 6:
-            raise ValueError("truncated DUMP run")
-        first, count = struct.unpack("<IH", payload[pos:pos + 6])
-        pos += 6
-        end = pos + count * RECORD_SIZE
-        if len(payload) < end:
-            raise ValueError("truncated DUMP records")
-        for i in range(count):
-            records.append((first + i, bytes(payload[pos + i * RECORD_SIZE:pos + (i + 1) * RECORD_SIZE])))
-        pos = end
-    if pos != len(payload):
-        raise ValueError("trailing bytes in DUMP response")
+    for i in range((len(payload) - 16) // RECORD_SIZE):
+        start = 16 + i * RECORD_SIZE
+        records.append((first + i, bytes(payload[start:start + RECORD_SIZE])))
     return oldest, next_seq, None if acked == NO_SEQ else acked, records
 
 

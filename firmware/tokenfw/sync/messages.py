@@ -1,8 +1,8 @@
-# Messages of the sync protocol: command numbers and the byte layout of every request and
-# response body (docs/sync-protocol.md is the specification). This module holds the numbers,
-# the layouts and what the token needs (parse requests, build answers); host_codec.py holds
-# the other half (build requests, parse answers) so that the token never loads it into RAM.
-# tokentool imports both.
+# Messages of the sync protocol: command numbers, error codes and the byte layout of every
+# request and answer body (docs/sync-protocol.md is the specification). host_codec.py builds
+# requests and parses answers with these; the token's server.py compiles the same numbers in as
+# private consts so that it never loads this module into its RAM
+# (tests/firmware/mp/test_sync_numbers.py checks that they agree).
 #
 # Frame body:   cmd u8 | req u8 | payload
 #   cmd   a request's command number; a response carries cmd | 0x80, an error ERROR (0xFF)
@@ -51,12 +51,8 @@ NONCE_SIZE = const(16)
 NO_SEQ = const(0xFFFFFFFF)  # "none" in u32 sequence fields (nothing acknowledged yet)
 
 # Bounds on frame bodies: what a token accepts (small requests) and what a host accepts.
-MAX_REQUEST_WIRE = const(1024)
+MAX_REQUEST_WIRE = const(640)
 MAX_RESPONSE_WIRE = const(12000)
-
-
-class Refused(Exception):
-    """Raised by the token's command handlers as Refused(code, message): answered as ERROR."""
 
 
 def body(cmd, req, payload=b""):
@@ -70,14 +66,6 @@ def error_payload(code, message):
 # ---- HELLO: version handshake --------------------------------------------------------------
 # request:  MAGIC | min_version u8 | max_version u8
 # response: MAGIC | version u8 | accepted u8 | max_dump_records u16 | firmware version (utf-8)
-def parse_hello_request(payload):
-    if len(payload) != len(MAGIC) + 2 or payload[:len(MAGIC)] != MAGIC:
-        return None
-    return payload[len(MAGIC)], payload[len(MAGIC) + 1]
-
-
-def hello_response(version, accepted, firmware):
-    return MAGIC + struct.pack("<BBH", version, 1 if accepted else 0, MAX_DUMP_RECORDS) + firmware.encode()
 
 
 # ---- TIME: read (empty request) or set (host unix s) ---------------------------------------
@@ -88,38 +76,22 @@ def hello_response(version, accepted, firmware):
 TIME_FORMAT = "<IBBiII"
 
 
-def time_response(before, was_set, did_set, correction_s, after, boundary_seq):
-    return struct.pack(TIME_FORMAT, before & 0xFFFFFFFF, 1 if was_set else 0, 1 if did_set else 0,
-                       correction_s, after & 0xFFFFFFFF, boundary_seq & 0xFFFFFFFF)
-
-
 # ---- DUMP: records from a sequence number ---------------------------------------------------
 # request:  from_seq u32 | max_records u16
-# response: oldest_seq u32 | next_seq u32 | acked_seq u32 (NO_SEQ: none) | runs u8 |
-#           runs x (first_seq u32 | count u16 | count x 32-byte record)
-# Records come in runs of consecutive sequence numbers: a record the token found corrupted on
-# its flash is skipped, so a chunk may hold more than one run. An empty chunk (no runs) means
-# nothing at or after from_seq.
-def parse_dump_request(payload):
-    if len(payload) != 6:
-        return None
-    return struct.unpack("<IH", payload)
+# response: oldest_seq u32 | next_seq u32 | acked_seq u32 (NO_SEQ: none) | first_seq u32 |
+#           n x 32-byte record, seqs first_seq .. first_seq + n - 1 (n from the length)
+# One run of consecutive records per answer: a record the token found corrupted on its flash is
+# skipped by its store, and the answer ends before the gap; the host asks again after it. No
+# records means nothing at or after from_seq.
 
 
 # ---- ACK: the host stored everything up to and including upto_seq ---------------------------
 # request: upto_seq u32; response: acked_seq u32 (NO_SEQ: none)
-def seq_payload(seq):
-    return struct.pack("<I", NO_SEQ if seq is None else seq)
 
 
 # ---- KEYS (authenticated): own TEKs of the last N days --------------------------------------
 # request: mac[32] | days u8
 # response: count u8 | count x (rolling_start_interval u32 | tek[16]), oldest first
-def keys_response(entries):
-    parts = [bytes((len(entries),))]
-    for start, tek in entries:
-        parts.append(struct.pack("<I", start) + bytes(tek))
-    return b"".join(parts)
 
 
 # ---- EVENTS: the token's own event log ------------------------------------------------------

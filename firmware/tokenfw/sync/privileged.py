@@ -9,10 +9,21 @@
 # re-provisioning that would re-label unsynced records with another serial (refused).
 import json
 import os
+import struct
 
 from tokenfw.sync import auth
-from tokenfw.sync import messages as m
-from tokenfw.sync.messages import Refused
+from tokenfw.sync.server import (E_AUTH, E_BAD_REQUEST, E_NOT_PROVISIONED, E_REFUSED, Refused)
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+    def const(value):
+        return value
+
+_CHALLENGE = const(0x06)
+_KEYS = const(0x07)
+_PROVISION = const(0x08)
+_WIPE = const(0x09)
 
 _HEX = "0123456789abcdef"
 
@@ -32,14 +43,14 @@ def verify(server, cmd, payload):
     server.nonce = None  # one attempt per nonce, right or wrong
     key = server.config().get("auth_key")
     if nonce is None or len(payload) < 32:
-        raise Refused(m.E_AUTH, "challenge first")
+        raise Refused(E_AUTH, "challenge first")
     if not _hex(key, 64):
-        raise Refused(m.E_NOT_PROVISIONED, "not provisioned")
+        raise Refused(E_NOT_PROVISIONED, "not provisioned")
     rest = payload[32:]
     if not auth.equal(auth.mac(bytes.fromhex(key), nonce, cmd, rest), payload[:32]):
         server.auth_failures += 1
         server.log("auth_failed", "cmd %d" % cmd)
-        raise Refused(m.E_AUTH, "wrong auth key")
+        raise Refused(E_AUTH, "wrong auth key")
     return rest
 
 
@@ -49,31 +60,34 @@ def challenge(server, payload):
 
 
 def keys(server, payload):
-    rest = verify(server, m.KEYS, payload)
+    rest = verify(server, _KEYS, payload)
     if len(rest) != 1 or not 1 <= rest[0] <= 21:
-        raise Refused(m.E_BAD_REQUEST, "days 1..21")
+        raise Refused(E_BAD_REQUEST, "days 1..21")
     token = server.token
     enin = token.clock.now() // 600  # GAEN interval number: 10-minute steps since 1970
     entries = []
     for tek, start in token.keys.since(enin - rest[0] * 144):
         entries.append((start, tek))
     server.log("keys_read", "%d days" % rest[0])
-    return m.keys_response(entries)
+    out = bytes((len(entries),))
+    for start, tek in entries:
+        out += struct.pack("<I", start) + bytes(tek)
+    return out
 
 
 def provision(server, payload):
     config = server.config()
     if config.get("serial") and config.get("auth_key"):
-        rest = verify(server, m.PROVISION, payload)
+        rest = verify(server, _PROVISION, payload)
     else:
         rest = payload[32:]
     try:
         new = _identity(json.loads(bytes(rest)))
     except (ValueError, TypeError, AttributeError) as error:
-        raise Refused(m.E_BAD_REQUEST, str(error))
+        raise Refused(E_BAD_REQUEST, str(error))
     pending = server.token.store.pending()
     if pending and config.get("serial") and config.get("serial") != new["serial"]:
-        raise Refused(m.E_REFUSED, "%d unsynced" % pending)
+        raise Refused(E_REFUSED, "%d unsynced" % pending)
     merged = dict(config)
     merged.update(new)
     if new["identity"] == "private":
@@ -84,8 +98,8 @@ def provision(server, payload):
 
 
 def wipe(server, payload):
-    if verify(server, m.WIPE, payload) != b"WIPE":
-        raise Refused(m.E_BAD_REQUEST, "WIPE")
+    if verify(server, _WIPE, payload) != b"WIPE":
+        raise Refused(E_BAD_REQUEST, "WIPE")
     server.token.wipe()
     return b""
 
@@ -124,4 +138,4 @@ def _secrets(wanted, out):
         out["board"] = board
 
 
-HANDLERS = {m.CHALLENGE: challenge, m.KEYS: keys, m.PROVISION: provision, m.WIPE: wipe}
+HANDLERS = {_CHALLENGE: challenge, _KEYS: keys, _PROVISION: provision, _WIPE: wipe}

@@ -15,8 +15,6 @@ import json
 import struct
 
 from tokenfw.sync import framing
-from tokenfw.sync import messages as m
-from tokenfw.sync.messages import Refused
 
 try:
     from micropython import const
@@ -24,30 +22,59 @@ except ImportError:  # CPython
     def const(value):
         return value
 
+# The protocol's numbers, as private consts: compiled into the bytecode, so the token never
+# loads messages.py (the specification module the host uses). tests/firmware/mp/
+# test_sync_numbers.py checks that both agree.
+_VERSION = const(1)
+_HELLO = const(0x01)
+_INFO = const(0x02)
+_TIME = const(0x03)
+_DUMP = const(0x04)
+_ACK = const(0x05)
+_CHALLENGE = const(0x06)
+_KEYS = const(0x07)
+_PROVISION = const(0x08)
+_WIPE = const(0x09)
+_EVENTS = const(0x0A)
+_RESPONSE = const(0x80)
+_ERROR = const(0xFF)
+E_BAD_REQUEST = const(1)
+E_UNKNOWN_COMMAND = const(2)
+E_HELLO_FIRST = const(3)
+E_AUTH = const(5)
+E_NOT_PROVISIONED = const(6)
+E_REFUSED = const(7)
+E_INTERNAL = const(8)
+MAX_DUMP_RECORDS = const(64)
+_RECORD = const(32)
+_NO_SEQ = const(0xFFFFFFFF)
+_MAX_REQUEST_WIRE = const(640)  # the largest request (PROVISION) is ~400 wire bytes
+_MAGIC = b"TTSYNC"
+
+
+class Refused(Exception):
+    """Raised by command handlers as Refused(code, detail): answered as ERROR."""
+
+
 # Error texts are terse: they cost RAM on the token; the host turns them into sentences.
 # Plausible host clock: 2020-01-01 .. 2100-01-01. A host outside it has a broken clock; setting
 # the token from it would corrupt every record's time.
 _MIN_HOST_TIME = const(1577836800)
 _MAX_HOST_TIME = const(4102444800)
 _MAX_EVENTS = const(16)  # per EVENTS answer: 16 x ~70 bytes of JSON stays a small frame
-_MAX_RUNS = const(8)  # runs of consecutive records per DUMP answer (corrupt records split runs)
-_DUMP_RECORDS_AT = const(15)  # cmd u8, req u8, then the 13-byte DUMP header
 
 # Requests whose effect must not repeat when the host retries after a lost answer.
-_STATE_CHANGING = (m.TIME, m.ACK, m.PROVISION, m.WIPE, m.KEYS, m.CHALLENGE)
+_STATE_CHANGING = (_TIME, _ACK, _PROVISION, _WIPE, _KEYS, _CHALLENGE)
 
 
-# cmd, req, DUMP header, run headers, records: the biggest answer. Allocated once, at import
-# while the heap is young, and shared (a token has one server; tests that make many would
-# otherwise fragment a 100 KB heap).
-_DUMP_BUF = bytearray(_DUMP_RECORDS_AT + 6 * _MAX_RUNS + m.MAX_DUMP_RECORDS * m.RECORD_SIZE)
+def answer_frame(kind, req, payload):
+    return framing.encode(bytes((kind, req)) + payload, False)
 
 
 class SyncServer:
     def __init__(self, token):
         self.token = token
-        self._reader = framing.FrameReader(m.MAX_REQUEST_WIRE)
-        self._dump_buf = _DUMP_BUF
+        self._reader = framing.FrameReader(_MAX_REQUEST_WIRE)
         self._greeted = False
         self.nonce = None
         self._last_request = None   # body of the last state-changing request
@@ -79,28 +106,34 @@ class SyncServer:
             return
         self.requests += 1
         try:
-            if cmd == m.HELLO:
+            if cmd == _HELLO:
                 answer = self._hello(body[2:])
             elif not self._greeted:
-                raise Refused(m.E_HELLO_FIRST, "HELLO first")
-            elif cmd == m.DUMP:
+                raise Refused(E_HELLO_FIRST, "HELLO first")
+            elif cmd == _DUMP:
                 self._dump(req, body[2:])  # streams its own answer
                 return
-            elif m.CHALLENGE <= cmd <= m.WIPE:
+            elif _CHALLENGE <= cmd <= _WIPE:
                 answer = self._privileged(cmd, body[2:])
+            elif cmd == _INFO:
+                answer = self._info()
+            elif cmd == _TIME:
+                answer = self._time(body[2:])
+            elif cmd == _ACK:
+                answer = self._ack(body[2:])
+            elif cmd == _EVENTS:
+                answer = self._events(body[2:])
             else:
-                handler = self._HANDLERS.get(cmd)
-                if handler is None:
-                    raise Refused(m.E_UNKNOWN_COMMAND, "cmd %d" % cmd)
-                answer = handler(self, body[2:])
-            frame = framing.encode(m.body(cmd | m.RESPONSE, req, answer), False)
+                raise Refused(E_UNKNOWN_COMMAND, "cmd %d" % cmd)
+            frame = answer_frame(cmd | _RESPONSE, req, answer)
         except Refused as refusal:
             self.errors += 1
-            frame = framing.encode(m.body(m.ERROR, req, m.error_payload(refusal.args[0], refusal.args[1])), False)
+            frame = answer_frame(_ERROR, req, bytes((refusal.args[0],)) + refusal.args[1].encode())
         except Exception as error:  # a bug or a flash error must not stop the app
             self.errors += 1
-            self.log("sync_error", "%s %s" % (type(error).__name__, error))
-            frame = framing.encode(m.body(m.ERROR, req, m.error_payload(m.E_INTERNAL, "%s %s" % (type(error).__name__, error))), False)
+            detail = "%s %s" % (type(error).__name__, error)
+            self.log("sync_error", detail)
+            frame = answer_frame(_ERROR, req, bytes((E_INTERNAL,)) + detail.encode())
         if cmd in _STATE_CHANGING:
             self._last_request = bytes(body)
             self._last_answer = frame
@@ -140,18 +173,16 @@ class SyncServer:
 
     # ---- commands --------------------------------------------------------------------------
     def _hello(self, payload):
-        versions = m.parse_hello_request(payload)
-        if versions is None:
-            raise Refused(m.E_BAD_REQUEST, "HELLO")
-        low, high = versions
-        accepted = low <= m.PROTOCOL_VERSION <= high
+        if len(payload) != 8 or payload[:6] != _MAGIC:
+            raise Refused(E_BAD_REQUEST, "HELLO")
+        accepted = payload[6] <= _VERSION <= payload[7]
         self._greeted = accepted
         self.nonce = None
         self._last_request = None
         self._last_answer = None
-        return m.hello_response(m.PROTOCOL_VERSION, accepted, self.token.version)
+        return _MAGIC + struct.pack("<BBH", _VERSION, 1 if accepted else 0, MAX_DUMP_RECORDS) + self.token.version.encode()
 
-    def _info(self, payload):
+    def _info(self):
         token = self.token
         config = self.config()
         store = token.store
@@ -160,7 +191,7 @@ class SyncServer:
             "serial": config.get("serial"),
             "provisioned": self._provisioned(),
             "firmware": token.version,
-            "protocol": m.PROTOCOL_VERSION,
+            "protocol": _VERSION,
             "board": getattr(token.board, "name", None),
             "role": config.get("role"),
             "identity": config.get("identity"),
@@ -209,77 +240,76 @@ class SyncServer:
         was_set = bool(clock.is_set())
         boundary = store.next_seq
         if not payload:
-            return m.time_response(before, was_set, False, 0, before, boundary)
+            return _time_answer(before, was_set, False, 0, before, boundary)
         if len(payload) != 4:
-            raise Refused(m.E_BAD_REQUEST, "TIME")
+            raise Refused(E_BAD_REQUEST, "TIME")
         host_time = struct.unpack("<I", payload)[0]
         if not _MIN_HOST_TIME <= host_time < _MAX_HOST_TIME:
-            raise Refused(m.E_BAD_REQUEST, "host time %d" % host_time)
+            raise Refused(E_BAD_REQUEST, "host time %d" % host_time)
         try:
             correction = clock.set(host_time)
         except ValueError as error:
-            raise Refused(m.E_BAD_REQUEST, str(error))
+            raise Refused(E_BAD_REQUEST, str(error))
         self.log("clock_set", "correction %d s" % correction)
-        return m.time_response(before, was_set, True, correction, clock.now(), boundary)
+        return _time_answer(before, was_set, True, correction, clock.now(), boundary)
 
     def _dump(self, req, payload):
-        """Answer a DUMP straight from a preallocated buffer, streamed out in small pieces:
-        no per-request allocation grows with the chunk size."""
-        request = m.parse_dump_request(payload)
-        if request is None:
-            raise Refused(m.E_BAD_REQUEST, "DUMP")
-        from_seq, limit = request
-        if limit > m.MAX_DUMP_RECORDS:
-            limit = m.MAX_DUMP_RECORDS
+        """Stream a DUMP answer record by record, straight from the store: no buffer, and no
+        allocation that grows with the chunk. The answer holds one run of consecutive records;
+        at a gap (a record corrupt on flash, skipped by the store) it ends, and the host asks
+        again from the next sequence number."""
+        if len(payload) != 6:
+            raise Refused(E_BAD_REQUEST, "DUMP")
+        from_seq, limit = struct.unpack("<IH", payload)
+        if limit > MAX_DUMP_RECORDS:
+            limit = MAX_DUMP_RECORDS
         store = self.token.store
-        buf = self._dump_buf
-        buf[0] = m.DUMP | m.RESPONSE
-        buf[1] = req
-        pos = _DUMP_RECORDS_AT
-        runs = 0
-        run_at = 0
-        run_first = 0
-        run_count = 0
-        if limit:
-            for seq, record in store.read(from_seq, limit):
-                if not (run_count and seq == run_first + run_count):
-                    if runs == _MAX_RUNS:
-                        break  # a very holey chunk ends early; the host asks again from here
-                    if run_count:
-                        struct.pack_into("<IH", buf, run_at, run_first, run_count)
-                    run_at = pos
-                    pos += 6
-                    runs += 1
-                    run_first = seq
-                    run_count = 0
-                buf[pos:pos + m.RECORD_SIZE] = record
-                pos += m.RECORD_SIZE
-                run_count += 1
-            if run_count:
-                struct.pack_into("<IH", buf, run_at, run_first, run_count)
         acked = store.acked_seq
-        struct.pack_into("<IIIB", buf, 2, store.oldest_seq, store.next_seq,
-                         m.NO_SEQ if acked is None else acked, runs)
-        framing.write_frame(self._write, memoryview(buf)[:pos], 256, False)
+        head = struct.pack("<BBIII", _DUMP | _RESPONSE, req, store.oldest_seq, store.next_seq,
+                           _NO_SEQ if acked is None else acked)
+        write = self._write
+        crc = 0
+        expected = -1
+        records = store.read(from_seq, limit if limit else 1)
+        for seq, record in records:
+            if not limit:
+                break
+            if expected < 0:
+                head += struct.pack("<I", seq)
+                write(b"\xc0" + framing.stuff(head, False))
+                crc = framing.crc(head)
+            elif seq != expected:
+                break  # a gap: the run ends here
+            write(framing.stuff(record, False))
+            crc = framing.crc(record, crc)
+            expected = seq + 1
+        if hasattr(records, "close"):
+            records.close()  # a run cut at a gap: let the store close its segment file now
+        if expected < 0:  # nothing at or after from_seq
+            head += struct.pack("<I", from_seq)
+            write(b"\xc0" + framing.stuff(head, False))
+            crc = framing.crc(head)
+        write(framing.stuff(struct.pack("<I", crc), False) + b"\xc0")
 
     def _ack(self, payload):
         if len(payload) != 4:
-            raise Refused(m.E_BAD_REQUEST, "ACK")
+            raise Refused(E_BAD_REQUEST, "ACK")
         upto = struct.unpack("<I", payload)[0]
         store = self.token.store
         if upto >= store.next_seq:
-            raise Refused(m.E_REFUSED, "ack %d > %d" % (upto, store.next_seq - 1))
+            raise Refused(E_REFUSED, "ack %d > %d" % (upto, store.next_seq - 1))
         acked = store.acked_seq
         if acked is None or acked < upto:
             store.ack(upto)
         note = getattr(self.token, "note_synced", None)
         if note is not None:
             note(self.token.clock.now())  # the wearer's "sync overdue" light goes out
-        return m.seq_payload(store.acked_seq)
+        acked = store.acked_seq
+        return struct.pack("<I", _NO_SEQ if acked is None else acked)
 
     def _events(self, payload):
         if len(payload) != 5:
-            raise Refused(m.E_BAD_REQUEST, "EVENTS")
+            raise Refused(E_BAD_REQUEST, "EVENTS")
         from_seq, limit = struct.unpack("<IB", payload)
         if limit > _MAX_EVENTS:
             limit = _MAX_EVENTS
@@ -291,8 +321,7 @@ class SyncServer:
                     break
         return json.dumps(out).encode()
 
-    _HANDLERS = {
-        m.INFO: _info, m.TIME: _time, m.ACK: _ack, m.EVENTS: _events,
-    }
 
-
+def _time_answer(before, was_set, did_set, correction_s, after, boundary_seq):
+    return struct.pack("<IBBiII", before & 0xFFFFFFFF, 1 if was_set else 0, 1 if did_set else 0,
+                       correction_s, after & 0xFFFFFFFF, boundary_seq & 0xFFFFFFFF)

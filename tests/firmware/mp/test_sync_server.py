@@ -77,3 +77,22 @@ def test_ack_moves_the_cursor_only_forward_and_never_past_the_log():
     done(token)
 
 
+
+
+def test_a_record_corrupt_on_flash_ends_the_run_and_the_next_request_skips_it():
+    token = new_token(40)
+    path = token.root + "/log/0000000001.seg"
+    with open(path, "r+b") as f:
+        f.seek(9 * 32 + 3)  # seq 10
+        byte = f.read(1)
+        f.seek(9 * 32 + 3)
+        f.write(bytes((byte[0] ^ 0xFF,)))
+    host = Host(token)
+    host.greet()
+    _, _, _, got = hc.parse_dump_response(host.ok(m.DUMP, hc.dump_request(1, 16)))
+    assert [s for s, _ in got] == list(range(1, 10))
+    _, _, _, got = hc.parse_dump_response(host.ok(m.DUMP, hc.dump_request(10, 16)))
+    assert [s for s, _ in got] == list(range(11, 27))
+    for s, rec in got:
+        records.decode(s, rec)
+    done(token)
