@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from host_tools.cli.output import add_json_flag, emit
 from host_tools.errors import UsageError
@@ -64,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
         escrowed_share=_float(args.escrowed_share, "--escrowed-share"),
         positive_share=_float(args.positive_share, "--positive-share"),
         seed=_int(args.seed, "--seed"))
+    if args.out:
+        # Before minutes of work: a folder that cannot be written is refused at once.
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UsageError(f"cannot write the report folder {args.out}: {error.strerror or error}") from None
     quiet = args.json or not sys.stderr.isatty()
     try:
         results = simulate(config, progress=None if quiet else lambda m: print("... " + m, file=sys.stderr))

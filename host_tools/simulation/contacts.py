@@ -51,6 +51,46 @@ class Truth:
     wall_pairs: set        # (a, b) pairs ever linked through a party wall
 
 
+def close_seconds(a, b, distance_m, walls, n: int, day: int):
+    """Ground truth of one day from pair-slots (a < b, one entry per pair and 5-minute slot):
+    (a, b, day, seconds) for every pair with at least one slot within CLOSE_CONTACT_M in the
+    same space (no wall between them). A close contact is seconds >= CLOSE_CONTACT_S."""
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    close = (np.asarray(distance_m) < CLOSE_CONTACT_M) & (np.asarray(walls) == 0)
+    uniq, counts = np.unique(a[close] * n + b[close], return_counts=True)
+    return (uniq // n, uniq % n, np.full(len(uniq), day, np.int32), counts * SLOT_S)
+
+
+def close_contacts(tracks: dict, slot_s: int = SLOT_S) -> dict:
+    """Close contacts from hand-made tracks: {person: [(slot, place, x, y), ...]} where place
+    is any hashable (two people are in the same space when their places are equal). Returns
+    {(a, b, day): close seconds} for pairs reaching CLOSE_CONTACT_S on that day."""
+    by_slot: dict = {}
+    for person, track in tracks.items():
+        for slot, place, x, y in track:
+            by_slot.setdefault(slot, []).append((person, place, x, y))
+    a, b, d, w, days = [], [], [], [], []
+    for slot, here in by_slot.items():
+        for i in range(len(here)):
+            for j in range(i + 1, len(here)):
+                p, q = sorted((here[i], here[j]))
+                a.append(p[0])
+                b.append(q[0])
+                d.append(float(np.hypot(p[2] - q[2], p[3] - q[3])))
+                w.append(0 if p[1] == q[1] else 1)
+                days.append(slot * slot_s // 86400)
+    out = {}
+    people = max(tracks) + 1 if tracks else 1
+    for day in sorted(set(days)):
+        sel = [k for k, x in enumerate(days) if x == day]
+        ta, tb, _, sec = close_seconds([a[k] for k in sel], [b[k] for k in sel], [d[k] for k in sel],
+                                       [w[k] for k in sel], people, day)
+        for x, y, s in zip(ta.tolist(), tb.tolist(), sec.tolist()):
+            if s * slot_s // SLOT_S >= CLOSE_CONTACT_S:
+                out[(x, y, day)] = s * slot_s // SLOT_S
+    return out
+
+
 def tx_radiated(c: Community, tx_power_dbm: int, seed: int) -> np.ndarray:
     """Radiated TX power of each token (wearers, then venue beacons)."""
     rng = np.random.default_rng([seed, 0x7C])
@@ -181,11 +221,7 @@ def _day(c: Community, tx: np.ndarray, day: int):
     rssi_ab = base + tx[b]  # a hears b
     rssi_ba = base + tx[a]
 
-    # Ground truth: within 2 m in the same space.
-    close = (dist < CLOSE_CONTACT_M) & (walls_all == 0)
-    pair_key = a[close].astype(np.int64) * n + b[close]
-    uniq, counts = np.unique(pair_key, return_counts=True)
-    truth = (uniq // n, uniq % n, np.full(len(uniq), day, np.int32), counts * SLOT_S)
+    truth = close_seconds(a, b, dist, walls_all, n, day)
     through = party > 0
     walls = set(zip((a[through]).tolist(), (b[through]).tolist())) if through.any() else set()
 

@@ -94,9 +94,11 @@ def serial_of(token: int, n: int) -> str:
     return "TT-S%07d" % token if token < n else "TT-V%07d" % (token - n)
 
 
-def simulate(config: SimulationConfig, profiles: list[str] | None = None, progress=None) -> dict:
+def simulate(config: SimulationConfig, profiles: list[str] | None = None, progress=None,
+             inspect=None) -> dict:
     """Run the simulation for each profile (default: config.profile); returns the results
-    (JSON-ready), one entry per profile under "profiles"."""
+    (JSON-ready), one entry per profile under "profiles". `progress(sentence)` hears what is
+    being done; `inspect(profile, state)` gets the internals of each profile's run (tests)."""
     profiles = list(profiles or [config.profile])
     all_boards = validate(config, profiles)
     say = progress or (lambda msg: None)
@@ -151,7 +153,7 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
         say("running every token's scan schedule and encounter log (%s profile)" % profile)
         results[profile] = _run_profile(config, c, profile, links, link_start, ident, intervals,
                                         enin0, truth, cases, teks, all_boards, tx_advertised,
-                                        processes, say)
+                                        processes, say, inspect)
     return {
         "config": asdict(config),
         "wearers": n,
@@ -168,7 +170,7 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
 
 
 def _run_profile(config, c, profile, links, link_start, ident, intervals, enin0, truth, cases,
-                 teks, all_boards, tx_advertised, processes, say) -> dict:
+                 teks, all_boards, tx_advertised, processes, say, inspect=None) -> dict:
     t0 = time.perf_counter()
     n, days = c.n, config.days
     start_s, end_s = c.start_s, c.start_s + days * 86400
@@ -202,6 +204,9 @@ def _run_profile(config, c, profile, links, link_start, ident, intervals, enin0,
     t_matching = time.perf_counter() - t
 
     metrics = _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start_s, config.board)
+    if inspect is not None:
+        inspect(profile, {"community": c, "truth": truth, "cases": cases, "outcome": outcome,
+                          "logs": logs, "serials": serials, "sightings": sightings, "links": links})
     metrics["clinic_path"] = path
     metrics["sightings_to_matching"] = len(sightings)
     metrics["timings_s"] = {"tokens": round(t_tokens, 2), "clinic": round(t_clinic, 2),

@@ -1,0 +1,174 @@
+"""The community simulation: reproducible, its ground truth right on hand-made scenarios, its
+radio schedule the firmware's own, and a small community run end to end finds known contacts."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from host_tools.simulation import contacts, tokens
+from host_tools.simulation.community import SLOT_S, CommunityConfig, build
+from host_tools.simulation.runner import SimulationConfig, SimulationError, simulate, wearable_profiles
+from tokenfw import app, scheduler
+
+SMALL = SimulationConfig(population=120, days=2, seed=7, processes=1, clinic_path="codec")
+
+
+def _strip_timings(results: dict) -> dict:
+    results = dict(results)
+    for key in ("seconds", "shared_timings_s"):
+        results.pop(key)
+    results["profiles"] = {k: {x: y for x, y in v.items() if x != "timings_s"}
+                           for k, v in results["profiles"].items()}
+    return results
+
+
+# -- reproducibility ---------------------------------------------------------------------------
+def test_the_same_seed_gives_the_same_community_and_the_same_result():
+    first = simulate(SMALL)
+    again = simulate(SMALL)
+    assert _strip_timings(first) == _strip_timings(again)
+    other = simulate(SimulationConfig(**{**SMALL.__dict__, "seed": 8}))
+    assert _strip_timings(other) != _strip_timings(first)
+
+
+def test_the_community_depends_only_on_its_seed():
+    a = build(CommunityConfig(population=300, days=2, seed=3))
+    b = build(CommunityConfig(population=300, days=2, seed=3))
+    assert (a.location == b.location).all() and (a.household == b.household).all()
+    assert a.outings == b.outings
+    # Nights at home, and nobody in a venue outside its opening hours.
+    night = [s for s in range(a.slots) if (s % (86400 // SLOT_S)) * SLOT_S < 4 * 3600]
+    assert (a.location[:, night] == -1).all()
+
+
+# -- ground truth on hand-made scenarios -------------------------------------------------------
+def _track(place, x, slots, y=0.0):
+    return [(s, place, x, y) for s in slots]
+
+
+def test_fifteen_minutes_within_two_metres_is_a_close_contact():
+    found = contacts.close_contacts({0: _track("market", 0.0, range(3)), 1: _track("market", 1.5, range(3))})
+    assert found == {(0, 1, 0): 900}
+
+
+def test_ten_minutes_or_two_and_a_half_metres_is_not():
+    assert contacts.close_contacts({0: _track("bus", 0.0, range(2)), 1: _track("bus", 1.0, range(2))}) == {}
+    assert contacts.close_contacts({0: _track("bus", 0.0, range(6)), 1: _track("bus", 2.5, range(6))}) == {}
+
+
+def test_minutes_add_up_over_a_day_but_not_across_midnight():
+    per_day = 86400 // SLOT_S
+    # Morning and evening of the same day: 2 + 1 slots add up to 15 minutes.
+    same_day = [0, 1, 100]
+    assert contacts.close_contacts({0: _track("home", 0.0, same_day), 1: _track("home", 1.0, same_day)}) \
+        == {(0, 1, 0): 900}
+    # Two slots before midnight and one after: neither day reaches 15 minutes.
+    across = [per_day - 2, per_day - 1, per_day]
+    assert contacts.close_contacts({0: _track("home", 0.0, across), 1: _track("home", 1.0, across)}) == {}
+
+
+def test_a_wall_between_neighbours_is_no_close_contact():
+    tracks = {0: _track("home A", 11.5, range(12)), 1: _track("home B", 12.5, range(12))}
+    assert contacts.close_contacts(tracks) == {}
+
+
+def test_the_simulated_terrace_separates_neighbours_by_a_wall():
+    c = build(CommunityConfig(population=400, days=1, seed=5))
+    tx = contacts.tx_radiated(c, 0, 5)
+    links, truth = contacts.compute(c, tx, 1)
+    pairs = set(zip(truth.a.tolist(), truth.b.tolist()))
+    # Linked through a party wall, never counted as a contact unless they also met elsewhere.
+    for a, b in truth.wall_pairs:
+        if (a, b) in pairs:
+            assert (c.location[a] == c.location[b]).any() and (c.location[a] >= 0).any()
+    # A couple sharing a bedroom is a close contact every night.
+    couples = [(a, b) for a in range(c.n) for b in range(a + 1, min(a + 3, c.n))
+               if c.household[a] == c.household[b] and c.bedroom[a] == c.bedroom[b] == 0]
+    assert couples
+    for a, b in couples:
+        seconds = truth.seconds[(truth.a == a) & (truth.b == b)]
+        assert seconds.sum() >= 6 * 3600
+
+
+# -- the radio schedule is the firmware's ------------------------------------------------------
+@pytest.mark.parametrize("profile", wearable_profiles())
+def test_scan_windows_are_the_ones_the_firmware_main_loop_opens(tmp_path, profile):
+    """The firmware's own main loop (tokenfw.app.Token on the simulated-time board) opens its
+    scan windows exactly when the simulation says that token listens."""
+    sys.path.insert(0, str(tokens.__file__).rsplit("/host_tools/", 1)[0] + "/boards/virtual")
+    try:
+        import hal_simulated
+    finally:
+        sys.path.pop(0)
+    seed = tokens.schedule_seed(7, 42)
+
+    class Token(app.Token):
+        def _rng_seed(self):
+            return seed
+
+    start = 1772323200 + 7 * 3600
+    board = hal_simulated.open_board({"name": "simulated"}, start_s=start)
+    opened = []
+    real_start = board.radio.start_scan
+
+    def start_scan(duration_ms):
+        opened.append((board.rtc.now_s, duration_ms))
+        real_start(duration_ms)
+
+    board.radio.start_scan = start_scan
+    (tmp_path / "log").mkdir()
+    token = Token(board, root=str(tmp_path))
+    token.reconfigure({**token.config, "profile": profile})
+    token.run(until=start + 3600)
+    expected = tokens.scan_windows(start, start + 3600, profile, seed)
+    window_ms = scheduler.profile(profile)["scan_window_ms"]
+    assert len(opened) == len(expected) > 10
+    for (at, duration_ms), (w_start, w_end) in zip(opened, expected):
+        assert duration_ms == window_ms == round((w_end - w_start) * 1000)
+        assert 0 <= at - w_start < 1.0  # the loop wakes within a second of the due time
+
+
+# -- end to end -----------------------------------------------------------------------------------
+def test_a_small_community_run_end_to_end_finds_the_known_contacts(tmp_path):
+    seen = {}
+    config = SimulationConfig(population=150, days=2, seed=11, processes=1, positive_share=0.03,
+                              clinic_path="outbox")
+    results = simulate(config, inspect=lambda profile, state: seen.update(state))
+    p = results["profiles"]["continuous"]
+    c, cases, outcome, serials = seen["community"], seen["cases"], seen["outcome"], seen["serials"]
+    assert p["clinic_path"] == "outbox"
+    # Known contacts: a case's bedroom partner shares a room with it every night.
+    partners = {b for a in cases.tolist() for b in range(c.n)
+                if b != a and b not in cases and c.household[b] == c.household[a]
+                and c.bedroom[a] == c.bedroom[b] == 0}
+    assert partners
+    for b in partners:
+        assert serials[b] in outcome.escrowed_exposed or serials[b] in outcome.decentralized_exposed
+        if c.escrowed[b]:
+            assert serials[b] in outcome.escrowed_exposed
+    assert p["truth_exposed"] >= len(partners)
+    assert p["recall"] >= 0.8
+    assert p["venue_recall"] >= 0.8
+    # The risk calibration re-derives the case reports' own answer for the service's defaults.
+    default = next(cal for cal in p["calibration"]
+                   if cal["attenuation_thresholds_db"] == [55, 63, 73] and cal["bucket_weights"] == [1.0, 1.0, 0.5, 0.0])
+    at_900 = next(r for r in default["by_threshold"] if r["threshold_s"] == 900)
+    assert (at_900["recall"], at_900["precision"]) == (p["recall"], p["precision"])
+    assert p["flash_bytes_per_day"] > 0 and p["battery_days"]["esp32-devkitc"] > 0
+
+    # The same run through the record codec alone gives the same outcome.
+    codec = simulate(SimulationConfig(**{**config.__dict__, "clinic_path": "codec"}))["profiles"]["continuous"]
+    for key in ("recall", "precision", "decentralized", "escrowed_with_venue_covisitors", "venue_recall",
+                "false_alarms", "thresholds", "calibration"):
+        assert codec[key] == p[key], key
+
+
+def test_bad_parameters_are_refused_with_one_sentence():
+    for config, words in ((SimulationConfig(population=1), "population"),
+                          (SimulationConfig(days=0), "days"),
+                          (SimulationConfig(profile="turbo"), "power profile"),
+                          (SimulationConfig(board="esp8266"), "board"),
+                          (SimulationConfig(escrowed_share=1.5), "escrowed share")):
+        with pytest.raises(SimulationError, match=words):
+            simulate(config)
