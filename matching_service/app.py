@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from matching_service import VERSION, RequestError, TooManyRequests, db
+from matching_service import VERSION, RequestError, TooManyRequests, db, responses
 from matching_service.context import ServiceContext, open_context
 from matching_service.settings import Settings
 
@@ -140,13 +140,19 @@ def create_app(settings: Settings, ctx: ServiceContext | None = None) -> FastAPI
         log.exception("internal error")
         return _error(500, "internal", "internal error: the service logged the details")
 
-    @app.get("/v1/health", tags=["health"], summary="Liveness and schema revision")
+    @app.get("/v1/health", tags=["health"], summary="Liveness and schema revision",
+             response_model=responses.Health)
     def health() -> dict:
         return {"status": "ok", "version": VERSION, "database": ctx.engine.dialect.name,
                 "schema_revision": db.current_revision(ctx.engine)}
 
-    for router in (auth_router, registry_router, uploads_router, cases_router, reports_router,
-                   exports_router):
-        app.include_router(router)
+    errors = {status: {"model": responses.Error, "description": description} for status, description in (
+        (401, "no valid API key"), (403, "wrong role, or a code that is not valid"),
+        (404, "no such token, case or key"), (409, "conflict (code used, identity changed)"),
+        (413, "body or batch too large"), (422, "invalid input (details in `problems`)"),
+        (429, "rate limited (see Retry-After)"))}
+    for router in (auth_router, registry_router, uploads_router, cases_router, reports_router):
+        app.include_router(router, responses=errors)
+    app.include_router(exports_router)
 
     return app

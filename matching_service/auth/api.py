@@ -6,7 +6,7 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import Field
 
-from matching_service import NotFound
+from matching_service import NotFound, responses
 from matching_service.auth import audit, keys
 from matching_service.auth.deps import context, require
 from matching_service.context import ServiceContext
@@ -22,7 +22,8 @@ class KeyRequest(Strict):
     rate_limit_per_min: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
-@router.post("/keys", status_code=201, summary="Create an API key (shown once)")
+@router.post("/keys", status_code=201, summary="Create an API key (shown once)",
+             response_model=responses.KeyCreated)
 def create_key(body: KeyRequest, principal=require("admin"),
                ctx: ServiceContext = Depends(context)) -> dict:
     with transaction(ctx.sessions) as session:
@@ -32,7 +33,7 @@ def create_key(body: KeyRequest, principal=require("admin"),
             "rate_limit_per_min": row.rate_limit_per_min}
 
 
-@router.delete("/keys/{key_id}", summary="Revoke an API key")
+@router.delete("/keys/{key_id}", summary="Revoke an API key", response_model=responses.KeyRevoked)
 def revoke_key(key_id: str, principal=require("admin"),
                ctx: ServiceContext = Depends(context)) -> dict:
     with transaction(ctx.sessions) as session:
@@ -42,7 +43,7 @@ def revoke_key(key_id: str, principal=require("admin"),
     return {"key_id": key_id, "revoked": True}
 
 
-@router.get("/audit", summary="Read the audit log, newest first")
+@router.get("/audit", summary="Read the audit log, newest first", response_model=responses.AuditLog)
 def read_audit(limit: int = Query(100, ge=1, le=1000), key_id: str | None = Query(None, max_length=32),
                action: str | None = Query(None, max_length=64), principal=require("admin"),
                ctx: ServiceContext = Depends(context)) -> dict:

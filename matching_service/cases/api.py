@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from matching_service import RequestError, TooManyRequests
+from matching_service import RequestError, TooManyRequests, responses
 from matching_service.auth import audit
 from matching_service.auth.deps import context, require
 from matching_service.cases import service
@@ -14,7 +14,8 @@ from matching_service.reports import service as reports
 router = APIRouter(prefix="/v1", tags=["cases"])
 
 
-@router.post("/codes", status_code=201, summary="Issue a one-time code for a positive token")
+@router.post("/codes", status_code=201, summary="Issue a one-time code for a positive token",
+             response_model=responses.CodeIssued)
 def issue_code(body: service.CodeRequest, principal=require("official"),
                ctx: ServiceContext = Depends(context)) -> dict:
     with transaction(ctx.sessions) as session:
@@ -25,7 +26,8 @@ def issue_code(body: service.CodeRequest, principal=require("official"),
 
 
 @router.post("/cases", status_code=201,
-             summary="Redeem a code with the token's diagnosis keys and full log")
+             summary="Redeem a code with the token's diagnosis keys and full log",
+             response_model=responses.CaseCreated)
 def redeem(body: service.Redemption, principal=require("clinic"),
            ctx: ServiceContext = Depends(context)) -> dict:
     budget = ctx.settings.redeem_failures_per_hour
@@ -51,7 +53,7 @@ def redeem(body: service.Redemption, principal=require("clinic"),
     return result
 
 
-@router.get("/cases", summary="All positive cases")
+@router.get("/cases", summary="All positive cases", response_model=responses.CaseList)
 def list_cases(principal=require("official"), ctx: ServiceContext = Depends(context)) -> dict:
     with ctx.sessions() as session:
         return {"cases": service.list_cases(session)}

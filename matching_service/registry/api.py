@@ -5,7 +5,7 @@ import base64
 
 from fastapi import APIRouter, Depends, Path
 
-from matching_service import InvalidInput, NotFound
+from matching_service import InvalidInput, NotFound, responses
 from matching_service.auth import audit
 from matching_service.auth.deps import context, require
 from matching_service.context import ServiceContext
@@ -17,7 +17,8 @@ router = APIRouter(prefix="/v1/registry", tags=["registry"])
 SerialPath = Path(pattern=SERIAL_PATTERN)
 
 
-@router.post("", summary="Register tokens and venue beacons from provisioning records")
+@router.post("", summary="Register tokens and venue beacons from provisioning records",
+             response_model=responses.Registered)
 def register(body: service.Registration, principal=require("clinic", "admin"),
              ctx: ServiceContext = Depends(context)) -> dict:
     limit = ctx.settings.max_tokens_per_registration
@@ -30,14 +31,16 @@ def register(body: service.Registration, principal=require("clinic", "admin"),
     return result
 
 
-@router.get("/{serial}", summary="A registered token or venue beacon (no secrets)")
+@router.get("/{serial}", summary="A registered token or venue beacon (no secrets)",
+            response_model=responses.DeviceInfo)
 def get_device(serial: str = SerialPath, principal=require("clinic", "official", "admin"),
                ctx: ServiceContext = Depends(context)) -> dict:
     with ctx.sessions() as session:
         return service.describe(service.get_device(session, serial))
 
 
-@router.get("/{serial}/auth-key", summary="The token's sync auth key (audited)")
+@router.get("/{serial}/auth-key", summary="The token's sync auth key (audited)",
+            response_model=responses.AuthKey)
 def get_auth_key(serial: str = SerialPath, principal=require("clinic"),
                  ctx: ServiceContext = Depends(context)) -> dict:
     with transaction(ctx.sessions) as session:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from matching_service import responses
 from matching_service.auth import audit
 from matching_service.auth.deps import context, require
 from matching_service.context import ServiceContext
@@ -13,7 +14,8 @@ from matching_service.uploads import service
 router = APIRouter(prefix="/v1", tags=["uploads"])
 
 
-@router.post("/uploads", summary="Upload a batch of encounter records and their sync sessions")
+@router.post("/uploads", summary="Upload a batch of encounter records and their sync sessions",
+             response_model=responses.UploadResult)
 def upload(body: service.Upload, principal=require("clinic"),
            ctx: ServiceContext = Depends(context)) -> dict:
     with transaction(ctx.sessions) as session:
