@@ -184,7 +184,7 @@ class Exposure(BaseModel):
 class TokenStatus(BaseModel):
     serial: str
     role: str
-    status: Literal["exposed", "not_exposed", "venue"]
+    status: Literal["exposed", "not_exposed", "positive", "venue"]
     exposed: bool
     message: str
     records: int

@@ -394,13 +394,19 @@ def token_status(ctx: ServiceContext, serial: str) -> dict:
             EncounterRecord.serial == serial))
         last_sync = session.scalar(sa.select(sa.func.max(SyncSession.synced_at)).where(
             SyncSession.serial == serial))
+        positive_at = session.scalar(sa.select(sa.func.max(Case.reported_at)).where(
+            Case.serial == serial, Case.reported_at >= now - STATUS_DAYS * DAY_S))
     exposures = [{"day": r.day, "source": r.source, "method": r.method, "case_id": r.case_id,
                   "first_seen": r.first_seen, "last_seen": r.last_seen, "duration_s": r.duration_s,
                   "closest_attenuation_db": r.min_attenuation_db,
                   "weighted_minutes": round(r.weighted_s / 60.0, 1), "exposed": r.exposed}
                  for r in rows]
     exposed = [e for e in exposures if e["exposed"]]
-    if device.role == "venue":
+    if positive_at is not None:
+        status = "positive"
+        line = (f"{serial}: reported POSITIVE on "
+                f"{time.strftime('%Y-%m-%d', time.gmtime(positive_at))} (UTC)")
+    elif device.role == "venue":
         status, line = "venue", f"{serial} is a venue beacon: it has no exposure status"
     elif exposed:
         last = max(e["last_seen"] for e in exposed)

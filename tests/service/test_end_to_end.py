@@ -86,6 +86,9 @@ def test_positive_case_names_contact_and_venue_and_exposes_only_the_near_token(
     assert far_status["status"] == "not_exposed"
     assert far_status["records"] == len(far.log)
 
+    case_status = clinic.status(case.serial)
+    assert case_status["status"] == "positive" and "POSITIVE" in case_status["message"]
+
     exposed = {e["serial"] for e in official.exposed()}
     assert near.serial in exposed and far.serial not in exposed and case.serial not in exposed
 
