@@ -159,6 +159,26 @@ def summary(results: dict) -> str:
               "the 21-day policy); see results.json for the busiest 5 %.",
               "", "Plots: " + ", ".join("[%s](%s)" % (p, p) for p in PLOTS), ""]
     for name, p in results["profiles"].items():
+        best = p.get("best_setting_at_goal_recall")
+        lines += ["### Risk settings (%s)" % name, "",
+                  "The service's defaults against tighter attenuation buckets and weights (escrowed, "
+                  "both sides of each contact), at 15 weighted minutes and at the best threshold:", "",
+                  "| attenuation buckets (dB) | bucket weights | recall / precision at 15 min | best threshold (min): recall / precision |",
+                  "| --- | --- | --- | --- |"]
+        for cal in p.get("calibration", []):
+            at15 = next(r for r in cal["by_threshold"] if r["threshold_s"] == 900)
+            ok = [r for r in cal["by_threshold"] if r["recall"] is not None and r["precision"] is not None]
+            top = max(ok, key=lambda r: (r["recall"] >= 0.9, r["precision"], r["recall"]), default=None)
+            lines.append("| %s | %s | %s / %s | %s |" % (
+                "/".join(map(str, cal["attenuation_thresholds_db"])), "/".join("%g" % w for w in cal["bucket_weights"]),
+                _pct(at15["recall"]), _pct(at15["precision"]),
+                "n/a" if top is None else "%g: %s / %s" % (top["threshold_s"] / 60, _pct(top["recall"]), _pct(top["precision"]))))
+        lines += ["", "Best setting with recall of at least 90 %%: %s." % (
+            "none" if not best else "buckets %s dB, weights %s, %g weighted minutes: recall %s, precision %s" % (
+                "/".join(map(str, best["attenuation_thresholds_db"])), "/".join("%g" % w for w in best["bucket_weights"]),
+                best["exposure_threshold_s"] / 60, _pct(best["recall"]), _pct(best["precision"]))),
+                  "These settings are fitted to this radio model; confirm them with field measurements "
+                  "before changing the service's RiskConfig.", ""]
         lines += ["### Exposure threshold (%s)" % name, "",
                   "| weighted min / day | escrowed recall | escrowed precision | decentralized recall | decentralized precision |",
                   "| --- | --- | --- | --- | --- |"]
