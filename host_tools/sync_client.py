@@ -274,7 +274,7 @@ class SyncClient:
     def set_time(self, unix_s: int) -> dict:
         return hc.parse_time_response(self.call(m.TIME, int(unix_s).to_bytes(4, "little")))
 
-    def dump(self, from_seq: int, until_seq: int, *, chunk: int = 64, window: int = 3
+    def dump(self, from_seq: int, until_seq: int, *, chunk: int = 128, window: int = 3
              ) -> Iterator[list[tuple[int, bytes]]]:
         """Chunks of (seq, record) for from_seq <= seq < until_seq, each record once.
 
@@ -282,7 +282,7 @@ class SyncClient:
         corrupt on its flash; the rest of that range is asked for again (the token skips the
         bad record). Records the token already dropped (retention) are simply not there.
         """
-        chunk = max(1, min(chunk, self.hello.max_dump_records if self.hello else 64))
+        chunk = max(1, min(chunk, self.hello.max_dump_records if self.hello else 128))
         planned = [from_seq]
         refills: list[tuple[int, int]] = []
 

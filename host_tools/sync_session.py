@@ -66,7 +66,7 @@ def format_drift(seconds: int) -> str:
 
 
 def sync_token(transport: Transport, outbox: Outbox, *, now: Callable[[], float] = time.time,
-               progress: Progress | None = None, chunk: int = 64, window: int = 3,
+               progress: Progress | None = None, chunk: int = 128, window: int = 3,
                client: SyncClient | None = None) -> SyncReport:
     started = time.monotonic()
     client = client or SyncClient(transport)

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
                     "(durably), then tell the token they are safe. Safe to interrupt and rerun.")
     add_port_argument(parser)
     add_outbox_argument(parser)
-    parser.add_argument("--chunk", type=int, default=64, help="records per DUMP request (1-64)")
+    parser.add_argument("--chunk", type=int, default=128, help="records per DUMP request (1-128)")
     add_json_flag(parser)
     parser.set_defaults(handler=_sync)
 
@@ -41,7 +41,7 @@ def sync_port(port: str, args: argparse.Namespace, reporter: Reporter) -> dict:
                 reporter.count(done, total)
 
             report: SyncReport = sync_token(transport, outbox, progress=progress,
-                                            chunk=max(1, min(args.chunk, 64)), client=client)
+                                            chunk=max(1, min(args.chunk, 128)), client=client)
             result = report.as_dict()
             result["summary"] = report.sentence()
             result["retransmissions"] = client.retransmissions

@@ -126,7 +126,7 @@ def test_records_corrupt_on_the_tokens_flash_are_skipped_and_the_rest_delivered(
 
 
 def test_resume_after_interruption_and_dedup_after_a_crash_before_ack(token, tmp_path):
-    sync_standin.fill(token, 300)
+    sync_standin.fill(token, 1000)
     transport = Loopback(token)
     client = SyncClient(transport, timeout_s=0.05, retries=1)
     delivered = []
@@ -143,12 +143,12 @@ def test_resume_after_interruption_and_dedup_after_a_crash_before_ack(token, tmp
     with Outbox(tmp_path / "o.sqlite") as outbox, pytest.raises(NoAnswer):
         sync_token(transport, outbox, client=client, now=lambda: 1_750_000_000)
     held = _seqs(tmp_path / "o.sqlite")
-    assert held == list(range(1, len(held) + 1)) and 0 < len(held) < 300
-    assert token.store.pending() == 300  # nothing was acknowledged
+    assert held == list(range(1, len(held) + 1)) and 0 < len(held) < 1000
+    assert token.store.pending() == 1000  # nothing was acknowledged
     with Outbox(tmp_path / "o.sqlite") as outbox:
         report = sync_token(Loopback(token), outbox, now=lambda: 1_750_000_000)
-    assert (report.dumped, report.new_records, report.acked_seq) == (300 - len(held), 300 - len(held), 300)
-    assert _seqs(tmp_path / "o.sqlite") == list(range(1, 301))
+    assert (report.dumped, report.new_records, report.acked_seq) == (1000 - len(held), 1000 - len(held), 1000)
+    assert _seqs(tmp_path / "o.sqlite") == list(range(1, 1001))
 
 
 def test_correction_ranges_follow_the_clock_that_stamped_each_record(token, tmp_path):

@@ -44,7 +44,7 @@ E_REFUSED = const(7)
 E_INTERNAL = const(8)
 
 # DUMP answers at most this many records per request; the host pulls chunk after chunk.
-MAX_DUMP_RECORDS = const(64)
+MAX_DUMP_RECORDS = const(128)
 RECORD_SIZE = const(32)
 MAC_SIZE = const(32)
 NONCE_SIZE = const(16)
