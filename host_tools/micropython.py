@@ -96,3 +96,40 @@ def run(script: str | os.PathLike, *args: str, extra_paths=(), heap_bytes: int =
         command(script, *args, heap_bytes=heap_bytes),
         env=environment(*extra_paths), cwd=cwd, capture_output=True, text=True, timeout=timeout_s,
     )
+
+
+_MEASURE_IMPORTS = """
+import gc, sys
+gc.collect()
+before = gc.mem_alloc()
+for name in sys.argv[1:]:
+    try:
+        __import__(name)
+    except ImportError:
+        pass  # a module for other hardware (bluetooth, esp32) is never loaded here
+gc.collect()
+print(gc.mem_alloc() - before)
+"""
+
+
+def loaded_bytecode_bytes(modules: list[str], *extra_paths: str | os.PathLike) -> int:
+    """Heap the given modules take once imported from .mpy files: what an ESP32 build saves by
+    freezing them (frozen bytecode runs from flash). Measured on an uncapped interpreter."""
+    script = BUILD_DIR / "measure_imports.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    if not script.exists() or script.read_text() != _MEASURE_IMPORTS:
+        partial = script.with_name(f".measure.{os.getpid()}")
+        partial.write_text(_MEASURE_IMPORTS)
+        os.replace(partial, script)
+    done = subprocess.run(command(script, *modules, heap_bytes=4 * 1024 * 1024),
+                          env=environment(*extra_paths), capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise TokenToolError(f"could not measure the firmware's bytecode size: {done.stderr.strip()[-300:]}")
+    return int(done.stdout.split()[-1])
+
+
+def firmware_modules() -> list[str]:
+    """Every module of the firmware package, as import names."""
+    package = FIRMWARE_DIR / "tokenfw"
+    return sorted(".".join(("tokenfw", *p.relative_to(package).with_suffix("").parts)).removesuffix(".__init__")
+                  for p in package.rglob("*.py"))

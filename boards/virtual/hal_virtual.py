@@ -95,15 +95,28 @@ class Link:
 
 
 class Rtc:
-    def __init__(self, link, start_s, time_scale, host_epoch_s, offset_s):
+    """World time as the air defines it (host_tools/virtual/air.py, World): `time_scale` times
+    faster than the host for the first `fast_for_s` world seconds (all when negative), 1x after."""
+
+    def __init__(self, link, start_s, time_scale, host_epoch_s, offset_s, fast_for_s):
         self.link = link
         self.start_s = start_s
         self.time_scale = time_scale
         self.host_epoch_s = host_epoch_s
         self.offset_s = offset_s
+        self.fast_for_s = fast_for_s
+
+    def scale(self):
+        """How many world seconds pass per host second now."""
+        if self.fast_for_s < 0 or (time.time() - self.host_epoch_s) * self.time_scale <= self.fast_for_s:
+            return self.time_scale
+        return 1.0
 
     def world(self):
-        return self.start_s + (time.time() - self.host_epoch_s) * self.time_scale
+        elapsed = time.time() - self.host_epoch_s
+        if self.fast_for_s < 0 or elapsed * self.time_scale <= self.fast_for_s:
+            return self.start_s + elapsed * self.time_scale
+        return self.start_s + self.fast_for_s + elapsed - self.fast_for_s / self.time_scale
 
     def seconds(self):
         return int(self.world() + self.offset_s)
@@ -113,7 +126,7 @@ class Rtc:
         self.link.ask(b"clock %.3f" % self.offset_s)
 
     def ticks_ms(self):
-        return int((time.time() - self.host_epoch_s) * self.time_scale * 1000) & _TICKS_MASK
+        return int((self.world() - self.start_s) * 1000) & _TICKS_MASK
 
 
 class StandInBLE:
@@ -229,8 +242,8 @@ class Battery:
 class Console:
     """The USB console: stdin/stdout are the pty the supervisor bridges to the user's pty."""
 
-    def __init__(self, time_scale):
-        self.time_scale = time_scale
+    def __init__(self, scale):
+        self.scale = scale  # callable: world seconds per host second now
         self.stdin = sys.stdin.buffer
         self.stdout = sys.stdout.buffer
         self.poll = select.poll()
@@ -249,29 +262,28 @@ class Console:
         self.stdout.write(data)
 
     def wait(self, timeout_ms):
-        self.poll.poll(max(0, int(timeout_ms / self.time_scale)))
+        self.poll.poll(max(0, int(timeout_ms / self.scale())))
 
 
 class Board:
     def __init__(self, board_config, socket_path):
         self.link = Link(socket_path)
         fields = self.link.ask(b"hello").split()
-        if len(fields) < 6 or fields[0] != b"ok":
+        if len(fields) < 7 or fields[0] != b"ok":
             raise OSError("virtual token supervisor did not answer on %s" % socket_path)
-        start_s, time_scale, host_epoch_s, offset_s = [float(f) for f in fields[1:5]]
-        self.name = fields[5].decode()
+        start_s, time_scale, host_epoch_s, offset_s, fast_for_s = [float(f) for f in fields[1:6]]
+        self.name = fields[6].decode()
         self.config = board_config
-        self.time_scale = time_scale
         battery = board_config.get("battery", {})
-        self.rtc = Rtc(self.link, start_s, time_scale, host_epoch_s, offset_s)
+        self.rtc = Rtc(self.link, start_s, time_scale, host_epoch_s, offset_s, fast_for_s)
         self.radio = VirtualRadio(self.rtc.ticks_ms, ble=StandInBLE(self.link, self.rtc))
         self.led = Led(self.link)
         self.button = Button(self.link)
         self.battery = Battery(self.link, battery.get("empty_mv", 3300), battery.get("full_mv", 4200))
-        self.console = Console(time_scale)
+        self.console = Console(self.rtc.scale)
 
     def sleep_ms(self, ms):
-        time.sleep_ms(int(ms / self.time_scale))
+        time.sleep_ms(int(ms / self.rtc.scale()))
 
 
 def open_board(board_config):

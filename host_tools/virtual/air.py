@@ -3,8 +3,10 @@
 Until the bumble-based virtual air exists, tokens that should hear each other share a folder:
 
     AIR/air.json          the world clock all tokens agree on:
-                          {"start_s", "time_scale", "host_epoch_s"}; world time =
-                          start_s + (host unix time - host_epoch_s) * time_scale
+                          {"start_s", "time_scale", "host_epoch_s", "fast_for_s"}; world
+                          time = start_s + (host unix time - host_epoch_s) * time_scale for
+                          the first fast_for_s world seconds (all of them when null), then
+                          at 1x, so a scenario's accelerated day can end at "now" and stay there
     AIR/scenario.jsonl    the scenario the air plays (copied from the first token's --scenario)
     AIR/tokens/NAME.json  each token's pid and CURRENT advertisement (atomic rewrite)
 
@@ -31,12 +33,16 @@ class World:
     start_s: float
     time_scale: float
     host_epoch_s: float
+    fast_for_s: float | None = None
 
     def now(self, host_s: float | None = None) -> float:
         """World unix seconds at host time `host_s` (default: now)."""
         if host_s is None:
             host_s = time.time()
-        return self.start_s + (host_s - self.host_epoch_s) * self.time_scale
+        elapsed = host_s - self.host_epoch_s
+        if self.fast_for_s is None or elapsed * self.time_scale <= self.fast_for_s:
+            return self.start_s + elapsed * self.time_scale
+        return self.start_s + self.fast_for_s + (elapsed - self.fast_for_s / self.time_scale)
 
     def elapsed(self, host_s: float | None = None) -> float:
         """Seconds since the scenario start, in world time."""
@@ -116,7 +122,7 @@ class Air:
                         f"air {path} is already playing another scenario for running tokens "
                         f"({', '.join(sorted(others))}); stop them first or use another --air")
                 world = World(float(air_json["start_s"]), float(air_json["time_scale"]),
-                              float(air_json["host_epoch_s"]))
+                              float(air_json["host_epoch_s"]), air_json.get("fast_for_s"))
                 if time_scale is not None and time_scale != world.time_scale:
                     raise UsageError(
                         f"air {path} runs at time scale {world.time_scale:g}, not {time_scale:g}; "
@@ -135,10 +141,11 @@ class Air:
                 now = time.time()
                 scale = time_scale or scenario.time_scale or 1.0
                 start = scenario.start_s if scenario.start_s is not None else now
-                world = World(start, scale, now)
+                world = World(start, scale, now, scenario.fast_for_s)
                 write_atomic(path / "air.json", json.dumps(
                     {"start_s": world.start_s, "time_scale": world.time_scale,
-                     "host_epoch_s": world.host_epoch_s}, sort_keys=True).encode())
+                     "host_epoch_s": world.host_epoch_s, "fast_for_s": world.fast_for_s},
+                    sort_keys=True).encode())
             member = cls(path, name, world, scenario)
             member.publish(None, 0, pid=pid)
         return member

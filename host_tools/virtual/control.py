@@ -123,9 +123,11 @@ def start(name: str = DEFAULT_NAME, state: str | os.PathLike | None = None, scen
         prepared = flash.prepare(state / "flash.img", board, refresh=refresh_firmware, compiled=compiled)
         read_end, write_end = os.pipe()
         # On an ESP32 the firmware is frozen: its bytecode runs from flash and costs no heap.
-        # Here it is loaded from .mpy files into the heap, so the cap grows by that much.
+        # Here it is loaded from .mpy files into the heap, so the cap grows by what the
+        # firmware's modules measurably take once imported.
         heap_bytes = int(board_config.get("heap_bytes", micropython.ESP32_HEAP_BYTES)) \
-            + prepared["bytecode_bytes"]
+            + micropython.loaded_bytecode_bytes(micropython.firmware_modules() + [board_config["hal"]],
+                                                micropython.BOARDS_DIR / board)
         command = [sys.executable, "-m", "host_tools.virtual.supervisor", "--state", str(state),
                    "--heap-bytes", str(heap_bytes),
                    "--name", name, "--board", board, "--air", str(air), "--clock", clock,

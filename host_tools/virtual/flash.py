@@ -174,9 +174,7 @@ def _write(fs: LittleFS, name: str, content: bytes) -> None:
 def prepare(image: str | os.PathLike, board: str, refresh: bool = True, compiled: bool = True) -> dict:
     """Create the image on first use; update changed factory files when `refresh`.
 
-    Returns `{"created": bool, "updated": [paths], "removed": [paths], "bytecode_bytes": N}`
-    where N is the size of the .mpy modules installed (the heap an ESP32 build saves by freezing
-    them).
+    Returns `{"created": bool, "updated": [paths], "removed": [paths]}`.
 
     An existing image that holds no readable littlefs is never formatted here: its contents may
     still be recoverable. Without `refresh` it is left to the token, which formats it at boot as
@@ -192,7 +190,7 @@ def prepare(image: str | os.PathLike, board: str, refresh: bool = True, compiled
             raise FlashImageError(
                 f"flash image {image} holds no readable littlefs filesystem; keep it for recovery, "
                 "or start with --keep-firmware to let the token format it as an ESP32 would") from None
-        return {"created": False, "updated": [], "removed": [], "bytecode_bytes": 0}
+        return {"created": False, "updated": [], "removed": []}
     except OSError as error:
         raise FlashImageError(f"cannot open flash image {image}: {error.strerror or error}") from None
     updated: list[str] = []
@@ -216,16 +214,9 @@ def prepare(image: str | os.PathLike, board: str, refresh: bool = True, compiled
                 raise FlashImageError(
                     f"cannot install the firmware on flash image {image} ({error}); the flash may "
                     "be full: free space on the token or start with --keep-firmware") from None
-        bytecode = 0
-        for name in (_read(fs, FACTORY_LIST) or b"").decode("utf-8", "replace").split():
-            if name.endswith(".mpy"):
-                try:
-                    bytecode += fs.stat(name).size
-                except (LittleFSError, OSError):
-                    pass
     finally:
         close_image(fs)
-    return {"created": created, "updated": updated, "removed": removed, "bytecode_bytes": bytecode}
+    return {"created": created, "updated": updated, "removed": removed}
 
 
 def read_file(image: str | os.PathLike, name: str) -> bytes | None:

@@ -55,6 +55,7 @@ class Sighting:
 class Scenario:
     start_s: float | None = None
     time_scale: float | None = None
+    fast_for_s: float | None = None  # world seconds run at time_scale; then 1x (None: all)
     contacts: list[Contact] = field(default_factory=list)
     sightings: list[Sighting] = field(default_factory=list)
 
@@ -120,10 +121,15 @@ def _check_keys(entry: dict, allowed: set[str]) -> None:
 def _parse_entry(entry, scenario: Scenario, first: bool) -> None:
     if not isinstance(entry, dict):
         raise ValueError("each line must be a JSON object")
-    if "start" in entry or "time_scale" in entry:
+    if "start" in entry or "time_scale" in entry or "fast_for" in entry:
         if not first:
-            raise ValueError("the header (start, time_scale) must be the first entry")
-        _check_keys(entry, {"start", "time_scale"})
+            raise ValueError("the header (start, time_scale, fast_for) must be the first entry")
+        _check_keys(entry, {"start", "time_scale", "fast_for"})
+        if "fast_for" in entry:
+            fast_for = entry["fast_for"]
+            if isinstance(fast_for, bool) or not isinstance(fast_for, (int, float)) or fast_for <= 0:
+                raise ValueError("'fast_for' must be a number of seconds above 0")
+            scenario.fast_for_s = float(fast_for)
         if "start" in entry:
             try:
                 scenario.start_s = parse_time(entry["start"])

@@ -217,8 +217,9 @@ class Supervisor:
         op, _, rest = line.strip().partition(b" ")
         if op == b"hello":
             world = self.air.world
-            return b"ok %.3f %.6f %.3f %.3f %s" % (world.start_s, world.time_scale, world.host_epoch_s,
-                                                   self.rtc_offset_s, self.name.encode())
+            fast_for_s = -1.0 if world.fast_for_s is None else world.fast_for_s
+            return b"ok %.3f %.6f %.3f %.3f %.3f %s" % (world.start_s, world.time_scale, world.host_epoch_s,
+                                                        self.rtc_offset_s, fast_for_s, self.name.encode())
         if op == b"boot":
             self._booted()
             return b"ok"
