@@ -97,7 +97,10 @@ def main() -> int:
             if "filled" not in done.stdout:
                 raise SystemExit(f"could not fill the token: {done.stdout}{done.stderr}")
             segments = sorted(done.stdout.split("segments", 1)[1].split())
-            reboot(pty, state)
+            # power-cycle (the flash image is kept) so the app starts on a fresh heap
+            control.stop(state=state)
+            pty = control.start(name="bench", state=state)["pty"]
+            time.sleep(1.0)
 
             env = dict(os.environ, TOKENTOOL_HOME=str(scratch / "clinic"))
             app_restarts = 0
