@@ -70,6 +70,7 @@ class Demo:
         self.scale = self.world_s / day_s
         self.service: subprocess.Popen | None = None
         self.tokens: dict[str, dict] = {}
+        self.summary: dict = {}  # what happened, for tests and for anyone scripting the demo
         self.env = dict(os.environ)
         self.env.update({
             "TOKENTOOL_OUTBOX": str(workdir / "clinic" / "outbox.sqlite"),
@@ -122,6 +123,7 @@ class Demo:
         # The accelerated day ends at "now", when the wearers reach the clinic; from then on the
         # tokens' world runs at the speed of the clinic's clock.
         start = int(time.time() + self.world_s / self.scale - self.world_s)
+        self.summary["scenario_start"] = start
         scenario_file = self.workdir / "day.jsonl"
         scenario_file.write_text(scenario(start, self.scale, self.world_s))
         for i, name in enumerate((*WEARERS, VENUE)):
@@ -183,6 +185,7 @@ class Demo:
         if reply.status_code != 200:
             raise DemoFailed(f"no case report: {reply.text}")
         report = reply.json()
+        self.summary["case_report"] = report
         names = {t["serial"]: n for n, t in self.tokens.items() if "serial" in t}
         detail(f"case {case_id}: {names.get(report['token'], report['token'])} ({report['token']})")
         for contact in report["contacts"]:
@@ -203,9 +206,11 @@ class Demo:
 
     def statuses(self) -> None:
         say("Clinic screen: each wearer's exposure status")
+        self.summary["status"] = {}
         for name in WEARERS:
-            line = self.run("tokentool", "status", self.tokens[name]["serial"], want_json=False)
-            detail(f"{name:7} {line}")
+            status = self.run("tokentool", "status", self.tokens[name]["serial"])
+            self.summary["status"][name] = status
+            detail(f"{name:7} {status.get('message') or status['status']}")
 
     def simulation(self) -> None:
         say("Planning: a small simulated community (the same firmware and matching code)")
@@ -213,6 +218,7 @@ class Demo:
         out = self.workdir / "simulation"
         result = self.run("tokentool", "simulate", "--population", population, "--days", days,
                           "--seed", "7", "--out", str(out), timeout_s=600)
+        self.summary["simulation"] = result
         detail(_simulation_line(result))
         detail(f"report with plots: {out}")
 
@@ -281,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         demo.stop()
+        demo.summary["tokens"] = {name: info.get("serial") for name, info in demo.tokens.items()}
+        (args.workdir / "summary.json").write_text(json.dumps(demo.summary, indent=2, default=str))
     say(f"Done in {time.monotonic() - began:.0f} s. Everything it made is in {args.workdir}")
     return 0
 
