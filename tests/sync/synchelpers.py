@@ -38,12 +38,20 @@ class VirtualToken:
         self.state = state
         self.name = name
         info = control.start(name=name, state=state, clock=clock)
+        self.clock = clock
         self.pty = info["pty"]
         self.info = info
 
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             control.stop(state=self.state)
+
+    def power_cycle(self) -> None:
+        """Unplug and plug the token: the supervisor stops, the flash image stays."""
+        control.stop(state=self.state)
+        self.info = control.start(name=self.name, state=self.state, clock=self.clock)
+        self.pty = self.info["pty"]
+        time.sleep(0.5)
 
     def restart_app(self) -> None:
         """What a technician does after a REPL session: a soft reset (Ctrl-D at the REPL). The
@@ -80,18 +88,22 @@ class VirtualToken:
         path.write_text(code)
         done = self.mpremote("run", str(path))
         assert "saved" in done.stdout, done.stdout + done.stderr
-        self.restart_app()
+        self.power_cycle()
 
-    def fill(self, count: int, first_seen: int | None = None) -> None:
+    def fill(self, count: int, first_seen: int | None = None, power_cycle: bool = True) -> None:
         """Append `count` encounter records to the token's flash log with the token's own Store,
-        run on the token through mpremote; then reboot it so the app runs again."""
+        run on the token through mpremote; then power-cycle it (or soft-reset it) so the app
+        runs again."""
         first_seen = int(time.time()) - 3600 if first_seen is None else first_seen
         script = FILL_SCRIPT % {"count": count, "first_seen": first_seen}
         path = self.state / "fill.py"
         path.write_text(script)
         done = self.mpremote("run", str(path), timeout=300)
         assert "filled" in done.stdout, done.stdout + done.stderr
-        self.restart_app()
+        if power_cycle:
+            self.power_cycle()
+        else:
+            self.restart_app()  # a soft reset keeps the RTC, as on a board
 
 
 # Records carry every byte value the framing must escape, so the dump exercises the stuffing.
