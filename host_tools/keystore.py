@@ -53,7 +53,8 @@ class Keystore:
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path is not None else default_path()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # a private directory: SQLite's -wal/-shm files beside the database hold secrets too
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not self.path.exists():
                 # create it private before any secret is written into it
                 os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))

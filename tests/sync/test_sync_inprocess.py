@@ -170,3 +170,32 @@ def test_version_mismatch_both_ways(token):
         SyncClient(Loopback(token), versions=(2, 2)).connect()
     with pytest.raises(VersionMismatch):
         SyncClient(Loopback(token), versions=(0, 0)).connect()
+
+
+def test_keystore_is_private_and_refuses_unknown_tokens(tmp_path):
+    import stat
+
+    from host_tools.keystore import Keystore, KeystoreError, TokenSecrets
+
+    keystore = Keystore(tmp_path / "clinic" / "keystore.sqlite")
+    keystore.add(TokenSecrets("TT-00000001", b"k" * 32, b"s" * 16, "wearable", "escrowed", -8, "virtual"))
+    assert stat.S_IMODE((tmp_path / "clinic").stat().st_mode) == 0o700
+    assert stat.S_IMODE((tmp_path / "clinic" / "keystore.sqlite").stat().st_mode) == 0o600
+    assert keystore.auth_key("TT-00000001") == b"k" * 32
+    with pytest.raises(KeystoreError, match="no auth key for token TT-00000002"):
+        keystore.auth_key("TT-00000002")
+    keystore.close()
+
+
+def test_outbox_refuses_a_damaged_record_and_stores_nothing_of_that_chunk(tmp_path, token):
+    sync_standin.fill(token, 3)
+    good = list(token.store.read(1, 3))
+    bad = [(seq, data) for seq, data in good]
+    bad[1] = (bad[1][0], bytes(32))
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        session = outbox.begin_sync("TT-0000ABCD", port="x", synced_at=1, token_time=1, correction_s=0,
+                                    clock_was_set=True, clock_set=False, boundary_seq=4)
+        with pytest.raises(records.CorruptRecord):
+            outbox.store_chunk(session, bad)
+        assert list(outbox.records_of("TT-0000ABCD")) == []
+        assert outbox.store_chunk(session, good).new == 3
