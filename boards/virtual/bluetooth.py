@@ -132,7 +132,9 @@ class _BLE:
         self._evmv = memoryview(self._ev)
         self._pending = []
         self._in_irq = False
-        self._reply = None
+        self._sent = 0  # commands sent, in order
+        self._answered = 0  # answers received, in the same order
+        self._replies = {}  # command number -> its answer, until its caller takes it
         self._addr = bytes(6)
         self._addr_type = 1
         self._addr_mode = 1
@@ -164,6 +166,8 @@ class _BLE:
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
         self._rxlen = 0
+        self._sent = self._answered = 0
+        self._replies = {}
         # A random static address until the firmware asks for another mode.
         raw = bytearray(os.urandom(6))
         raw[0] |= 0xC0
@@ -181,19 +185,22 @@ class _BLE:
                 select.poll().poll(1)
 
     def _request(self, kind, body, reply_kind=_STATUS):
-        """Send a command and wait for its answer, delivering events that arrive meanwhile."""
+        """Send a command and wait for its answer, delivering events that arrive meanwhile.
+        An IRQ handler may send a command of its own while another waits (restarting
+        advertising on a disconnect): the air answers in order, so answers are matched to
+        commands by their position."""
         self._need()
-        self._reply = None
+        ticket = self._sent
+        self._sent += 1
         self._send(kind, body)
         waited_ms = 0
-        while self._reply is None:
+        while ticket not in self._replies:
             if not self._pump(True):
                 self._poller.poll(10)
                 waited_ms += 10
                 if waited_ms > _REPLY_TIMEOUT_MS:
                     raise OSError(errno.ETIMEDOUT)
-        reply = self._reply
-        self._reply = None
+        reply = self._replies.pop(ticket)
         if reply_kind == _STATUS:
             err = struct.unpack("<h", reply[2:4])[0]
             if err:
@@ -226,7 +233,8 @@ class _BLE:
                 kind = self._rx[2]
                 dispatch = False
                 if kind in (_STATUS, _REGISTERED):
-                    self._reply = bytes(self._rx[2 : 2 + length])
+                    self._replies[self._answered] = bytes(self._rx[2 : 2 + length])
+                    self._answered += 1
                 elif self._in_irq:
                     if len(self._pending) < _MAX_PENDING:
                         self._pending.append(bytes(self._rx[2 : 2 + length]))
@@ -240,7 +248,7 @@ class _BLE:
                 self._rxlen = rest
                 if dispatch:
                     self._dispatch(length)
-            if want_reply and self._reply is not None:
+            if want_reply and self._replies:
                 break
         while self._pending and not self._in_irq:
             frame = self._pending.pop(0)

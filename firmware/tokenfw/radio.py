@@ -79,6 +79,7 @@ class Radio:
         self.heard = 0
         self.address = None
         self.rotations = 0
+        self.scan_windows = 0  # scan windows opened (resumed halves of a rotation count too)
         self._advertising = None  # (payload, interval_ms, connectable) while on air
         self._adv_since = 0
         self._scan_gen = 0
@@ -222,6 +223,7 @@ class Radio:
             # identifier goes on air under a new one (the RPI is unchanged; nothing new links).
             self._start_advertising(*self._held)
         self._scan_gen += 1
+        self.scan_windows += 1
         self._scan_started = self._now_ms()
         self._scan_ms = duration_ms
         self._ble.gap_scan(duration_ms, _SCAN_INTERVAL_US, _SCAN_WINDOW_US, False)

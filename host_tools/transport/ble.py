@@ -176,15 +176,16 @@ class BleTransport(Transport):
     def write(self, data: bytes) -> None:
         if self._closed:
             raise TransportError(f"{self.name} is closed")
-        if self._client is None:
-            self._reconnect()
-        try:
-            self._run(self._write(bytes(data)), 30)
-        except TransportError:
-            raise
-        except Exception:  # the link dropped under the write: reconnect, the client resends
-            self._client = None
-            self._reconnect()
+        for attempt in (1, 2):
+            if self._client is None:
+                self._reconnect()
+            try:
+                self._run(self._write(bytes(data)), 30)
+                return
+            except Exception as error:  # the link dropped under the write: reconnect, send again
+                self._client = None
+                if attempt == 2:
+                    raise TransportError(f"lost the Bluetooth link to {self._target} while sending ({error})") from None
 
     def read(self, timeout_s: float) -> bytes:
         deadline = time.monotonic() + max(0.0, timeout_s)

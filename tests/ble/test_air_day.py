@@ -84,6 +84,7 @@ def test_wearables_log_each_other_and_the_venue_in_the_right_intervals(day):
         own = set(a["rpi"] for a in day[me]["adverts"])
         windows = {other: _rpi_windows(day[other]["adverts"]) for other in others}
         heard = {other: set() for other in others}
+        residuals = {other: [] for other in others}
         in_interval = 0
         for rec in logged:
             rpi = rec.rpi.hex()
@@ -99,9 +100,15 @@ def test_wearables_log_each_other_and_the_venue_in_the_right_intervals(day):
             heard[other].add(rpi)
             distance = math.dist(PLACES[me], PLACES[other])
             expected = loss.mean_rssi(distance)
-            assert abs(rec.rssi_mean - expected) <= 8, (me, other, rec.rssi_mean, expected)
+            # one record may rest on a single sighting: allow 4 sigma of shadowing each ...
+            assert abs(rec.rssi_mean - expected) <= 4 * loss.noise_db, (me, other, rec.rssi_mean, expected)
             assert rec.rssi_max >= rec.rssi_mean
+            residuals[other].append(rec.rssi_mean - expected)
             assert not rec.flags & records.FLAG_CLOCK_UNSET
+        for other in others:
+            # ... and the records' mean sits on the model (the wearables at 1.5 m, the venue
+            # at 3 m and 3.4 m are told apart by 6-8 dB)
+            assert abs(sum(residuals[other]) / len(residuals[other])) < 2.5, (me, other)
         assert in_interval >= 0.8 * len(logged)  # the rest straddle a rotation by < LAG_S
         for other in others:
             # At ~1.5-3.4 m every 10-minute identifier falls into two or more scan windows.
@@ -118,9 +125,12 @@ def test_the_venue_beacon_logs_nothing_and_never_scans(day):
 
 def test_radio_on_time_is_accounted(day):
     for name in ("alice", "bob"):
-        on = day[name]["summary"]["on_time"]
-        # 4 s windows every 210-300 s: 1.3-1.9 % of the day listening
-        assert 0.012 * DAY_S * 1000 <= on["scan_ms"] <= 0.02 * DAY_S * 1000
+        summary = day[name]["summary"]
+        on = summary["on_time"]
+        # A loaded host can make a 1440x token sleep through a window (the app then skips it),
+        # so count against the windows it opened: 4 s each, and most of the ~340 scheduled.
+        assert summary["scan_windows"] >= 0.6 * DAY_S / 255
+        assert 3.0 * summary["scan_windows"] <= on["scan_ms"] / 1000 <= 4.0 * summary["scan_windows"] + 1
         # one advertising event per ~255 ms
         assert abs(on["adv_events"] - DAY_S / 0.255) < 0.03 * DAY_S / 0.255
     for name in ("alice", "bob"):

@@ -115,6 +115,7 @@ def main():
     print(json.dumps({"done": token.clock.now(), "dropped": board.radio.dropped,
                       "ignored": board.radio.ignored, "heard": board.radio.heard,
                       "on_time": board.radio.on_time(), "mem_free": gc.mem_free(),
+                      "scan_windows": board.radio.scan_windows,
                       "records": token.store.next_seq - 1}))
 
 
