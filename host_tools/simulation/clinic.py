@@ -67,18 +67,16 @@ def through_outbox(logs, serials: list[str], synced_at: int, folder: str | None 
 
 def through_codec(logs, serials: list[str], wanted_prefixes: np.ndarray, case_tokens: set[int]) -> list[Sighting]:
     wanted = np.unique(wanted_prefixes)
+    blob = b"".join(log.records for log in logs)
+    owner = np.repeat(np.arange(len(logs)), [log.count for log in logs])
+    seq = np.concatenate([np.arange(1, log.count + 1) for log in logs]) if logs else np.zeros(0, np.int64)
+    prefix = np.frombuffer(blob, dtype="<u8").reshape(-1, 4)[:, 0] if blob else np.zeros(0, "<u8")
+    keep = np.isin(prefix, wanted)
+    keep |= np.isin(np.array([log.token for log in logs])[owner], np.array(sorted(case_tokens)))
     sightings = []
-    for log in logs:
-        if not log.count:
-            continue
-        serial = serials[log.token]
-        if log.token in case_tokens:
-            keep = range(1, log.count + 1)
-        else:
-            arr = np.frombuffer(log.records, dtype=np.uint8).reshape(-1, 32)
-            prefix = np.ascontiguousarray(arr[:, :8]).view("<u8").ravel()
-            keep = (np.flatnonzero(np.isin(prefix, wanted)) + 1).tolist()
-        for seq in keep:
-            enc = records.decode(seq, record(log, seq))
-            sightings.append(_sighting(serial, seq, enc, enc.first_seen))
+    for k in np.flatnonzero(keep).tolist():
+        log = logs[owner[k]]
+        s = int(seq[k])
+        enc = records.decode(s, blob[32 * k:32 * k + 32])
+        sightings.append(_sighting(serials[log.token], s, enc, enc.first_seen))
     return sightings

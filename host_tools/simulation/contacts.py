@@ -196,7 +196,9 @@ def _day(c: Community, tx: np.ndarray, day: int):
     starts = np.flatnonzero(np.r_[True, key_sorted[1:] != key_sorted[:-1]])
     sizes = np.diff(np.r_[starts, len(key_sorted)])
     pa, pb = [], []
-    for g in np.unique(sizes[sizes > 1]).tolist():
+    multi = sizes > 1
+    starts, sizes = starts[multi], sizes[multi]
+    for g in np.unique(sizes).tolist():
         first = starts[sizes == g]
         i, j = np.triu_indices(g, 1)
         pa.append(order[(first[:, None] + i[None, :]).ravel()])
@@ -222,8 +224,8 @@ def _day(c: Community, tx: np.ndarray, day: int):
     rssi_ba = base + tx[a]
 
     truth = close_seconds(a, b, dist, walls_all, n, day)
-    through = party > 0
-    walls = set(zip((a[through]).tolist(), (b[through]).tolist())) if through.any() else set()
+    through = np.unique(a[party > 0].astype(np.int64) * n + b[party > 0])
+    walls = set(zip((through // n).tolist(), (through % n).tolist()))
 
     keep_ab = rssi_ab >= radio.CUTOFF_DBM
     keep_ba = rssi_ba >= radio.CUTOFF_DBM

@@ -133,18 +133,16 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
     say("deriving identifiers with the firmware's GAEN code")
     shared = {"needed": needed, "enin0": enin0, "seed": config.seed, "identity": identity,
               "tx_advertised": tx_advertised, "keys_for": keys_for}
-    ident = bytearray((n + v) * intervals * 20)
+    table = np.zeros(((n + v) * intervals, 20), dtype=np.uint8)
     teks: dict[int, dict[int, bytes]] = {}
     for token, rel, blob, token_teks in tokens.run_pool(tokens.identifiers_worker,
                                                         list(range(n + v)), shared, processes):
-        base = token * intervals
-        mv = memoryview(blob)
-        for k, e in enumerate(rel.tolist()):
-            o = (base + e) * 20
-            ident[o:o + 20] = mv[k * 20:k * 20 + 20]
+        if len(rel):
+            table[token * intervals + rel] = np.frombuffer(blob, dtype=np.uint8).reshape(-1, 20)
         if token_teks:
             teks[token] = token_teks
-    ident = bytes(ident)
+    ident = table.tobytes()
+    del table
     timings["identifiers_s"] = time.perf_counter() - t
 
     link_start = np.searchsorted(links.observer, np.arange(n + 1))
