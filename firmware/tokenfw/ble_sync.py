@@ -6,7 +6,8 @@
 #   tx       7a1f0003-5c3e-4b8e-9d2a-1f0e7c6b5a40  notify: token -> host bytes
 #
 # The characteristics are a byte pipe: the host writes request frames in pieces of at most
-# MTU-3 bytes, the token answers with notifications of at most MTU-3 bytes; the frames' own
+# MTU-3 bytes, the token answers with notifications of at most MTU-3 bytes (answers are
+# gathered into full notifications, flushed when the request is answered); the frames' own
 # CRC and stuffing (tokenfw.sync.framing) find the boundaries, so nothing here knows frames.
 # Authentication is the protocol's own challenge-response, exactly as on serial.
 #
@@ -45,6 +46,7 @@ _AD_NAME_COMPLETE = const(0x09)
 _RX_WRITE_MAX = const(512)  # the longest ATT write value
 _INBOUND_BYTES = const(1536)  # one request frame on the wire (1024) plus a chunk in flight
 _DEFAULT_MTU = const(23)
+_OUTBOX_BYTES = const(509)  # the longest notification value at the largest ATT MTU (512)
 DEFAULT_WINDOW_S = const(120)
 _SYNC_ADV_INTERVAL_MS = const(100)  # found quickly by the clinic's scanner while open
 
@@ -82,6 +84,10 @@ class BleSync:
         self._inbound = bytearray(_INBOUND_BYTES)
         self._inbound_len = 0
         self.overflows = 0
+        self._outbox = bytearray(_OUTBOX_BYTES)
+        self._outmv = memoryview(self._outbox)
+        self._out_len = 0
+        self._broken = False
         self.conn = None
         self.mtu = _DEFAULT_MTU
         self.window_until = None
@@ -126,6 +132,7 @@ class BleSync:
                 self.conn = data[0]
                 self.mtu = _DEFAULT_MTU
                 self._inbound_len = 0
+                self._out_len = 0
                 self.connections += 1
         elif event == _IRQ_CENTRAL_DISCONNECT:
             if data[0] == self.conn:
@@ -140,23 +147,38 @@ class BleSync:
 
     # -- the main loop's part ----------------------------------------------------------------
     def poll(self, feed):
-        """Hand what the host wrote to feed(data, write) (a SyncServer's feed)."""
+        """Hand what the host wrote to feed(data, write) (a SyncServer's feed); what feed
+        writes goes out as full notifications, the rest when feed returns."""
         if self._inbound_len == 0 or self.conn is None:
             return 0
         data = bytes(self._inbound[: self._inbound_len])
         self._inbound_len = 0
+        self._broken = False
         feed(data, self.write)
+        self.flush()
         return len(data)
 
     def write(self, data):
-        """Send `data` to the connected host as notifications of at most MTU-3 bytes."""
-        conn = self.conn
-        if conn is None:
-            return
-        step = self.mtu - 3
+        """Queue `data` for the host; every full MTU-3 bytes go out as one notification (a DUMP
+        answer is written record by record: one notification per record would waste the link)."""
+        step = min(self.mtu - 3, _OUTBOX_BYTES)
         mv = memoryview(data)
+        start = 0
+        while start < len(data):
+            n = min(step - self._out_len, len(data) - start)
+            self._outbox[self._out_len : self._out_len + n] = mv[start : start + n]
+            self._out_len += n
+            start += n
+            if self._out_len >= step:
+                self.flush()
+
+    def flush(self):
+        n = self._out_len
+        self._out_len = 0
+        conn = self.conn
+        if n == 0 or conn is None or self._broken:
+            return
         try:
-            for start in range(0, len(data), step):
-                self._ble.gatts_notify(conn, self._tx, mv[start : start + step])
+            self._ble.gatts_notify(conn, self._tx, self._outmv[:n])
         except OSError:
-            pass  # the host went away mid-answer; it will ask again
+            self._broken = True  # the host went away mid-answer; it will ask again

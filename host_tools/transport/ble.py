@@ -172,6 +172,12 @@ class BleTransport(Transport):
                 time.sleep(0.2)
         raise TransportError(f"lost the Bluetooth link to {self._target} and could not reconnect ({last})")
 
+    @property
+    def mtu(self) -> int:
+        """The ATT MTU negotiated with the token (23 until the exchange)."""
+        client = self._client
+        return client.mtu_size if client is not None else 23
+
     # -- Transport ---------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
         if self._closed:
