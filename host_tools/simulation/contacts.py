@@ -21,6 +21,7 @@ from . import radio
 from .community import (ENV_INDOOR, HOME, HOME_MOVE, HOME_WIDTH_M, ROOM_M, ROOM_STAY, ROOMS_PER_HOME,
                         SLOT_S, SLOTS_PER_DAY, Community, is_night)
 
+SETTINGS = ("home", "indoor venue", "open air", "bus")  # Links.setting: home, then ENV_* + 1
 CLOSE_CONTACT_M = 2.0
 CLOSE_CONTACT_S = 900
 
@@ -35,6 +36,7 @@ class Links:
     rssi: np.ndarray       # float32, mean dBm before per-window fading
     distance: np.ndarray   # float32, m
     in_range: np.ndarray   # int16, advertisers this observer could hear in this slot
+    setting: np.ndarray    # int8, SETTINGS index: where the observer was
 
     def __len__(self) -> int:
         return len(self.observer)
@@ -123,7 +125,7 @@ def compute(c: Community, tx: np.ndarray, processes: int = 1) -> tuple[Links, Tr
     parts = [o[0] for o in out]
     truth_parts = [o[1] for o in out]
     wall_pairs = set().union(*(o[2] for o in out))
-    cat = [np.concatenate([p[i] for p in parts]) for i in range(6)]
+    cat = [np.concatenate([p[i] for p in parts]) for i in range(7)]
     order = np.argsort(cat[0].astype(np.int64) * (c.slots + 1) + cat[1], kind="stable")
     links = Links(*(a[order] for a in cat))
     t = [np.concatenate([p[i] for p in truth_parts]) for i in range(4)]
@@ -234,6 +236,8 @@ def _day(c: Community, tx: np.ndarray, day: int):
     sls = [sl[keep_ab], sl[keep_ba]]
     rss = [rssi_ab[keep_ab], rssi_ba[keep_ba]]
     dss = [dist[keep_ab], dist[keep_ba]]
+    setting = np.where(at_home, 0, env + 1).astype(np.int8)
+    sets = [setting[keep_ab], setting[keep_ba]]
 
     # Venue beacons at the centre of their venue: one-way links to everyone there.
     vi, vs = np.nonzero(loc >= 0)
@@ -248,11 +252,13 @@ def _day(c: Community, tx: np.ndarray, day: int):
         sls.append(vs[k].astype(np.int32))
         rss.append(r[k])
         dss.append(d[k])
+        sets.append((envs[v[k]] + 1).astype(np.int8))
     o = np.concatenate(obs).astype(np.int32)
     s = np.concatenate(sls).astype(np.int32)
     okey = o.astype(np.int64) * slots + s
     _, inv, cnt = np.unique(okey, return_inverse=True, return_counts=True)
     in_range = cnt[inv].astype(np.int16)
     links = (o, (s + s0).astype(np.int32), np.concatenate(adv).astype(np.int32),
-             np.concatenate(rss).astype(np.float32), np.concatenate(dss).astype(np.float32), in_range)
+             np.concatenate(rss).astype(np.float32), np.concatenate(dss).astype(np.float32), in_range,
+             np.concatenate(sets))
     return links, truth, walls

@@ -36,14 +36,19 @@ def _save(fig, path):
 def _distance(profiles, path):
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, p in profiles.items():
-        rows = [r for r in p["detection_by_distance"] if r["heard"] is not None and r["to_m"] < 1e6]
-        ax.plot([(r["from_m"] + r["to_m"]) / 2 for r in rows], [r["heard"] for r in rows], marker="o", label=name)
+        settings = sorted({r["setting"] for r in p["detection_by_distance"]})
+        for setting in settings:
+            rows = [r for r in p["detection_by_distance"] if r["setting"] == setting
+                    and r["heard"] is not None and r["to_m"] < 1e6 and r["windows"] >= 20]
+            if rows:
+                ax.plot([(r["from_m"] + r["to_m"]) / 2 for r in rows], [r["heard"] for r in rows],
+                        marker="o", label="%s, %s" % (setting, name))
     ax.set_xscale("log")
     ax.set_xlabel("distance (m)")
     ax.set_ylabel("P(scan window hears the token)")
-    ax.set_title("Detection probability by distance")
+    ax.set_title("Detection probability by distance and setting")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     _save(fig, path)
 
 

@@ -175,8 +175,10 @@ def _run_profile(config, c, profile, links, link_start, ident, intervals, enin0,
     shared = {"start_s": start_s, "end_s": end_s, "profile": profile, "seed": config.seed,
               "link_start": link_start, "slot": links.slot, "advertiser": links.advertiser,
               "rssi": links.rssi, "distance": links.distance, "in_range": links.in_range,
+              "setting": links.setting,
               "enin0": enin0, "ident": ident, "intervals": intervals,
-              "adv_phase": tokens.first_window_offsets(start_s, profile, config.seed, n)}
+              "adv_phase": tokens.first_window_offsets(start_s, profile, config.seed, n)
+              if scheduler.profile(profile).get("advertise_while_awake") else None}
     logs = tokens.run_pool(tokens.aggregate_worker, list(range(n)), shared, processes)
     logs.sort(key=lambda log: log.token)
     t_tokens = time.perf_counter() - t0
@@ -252,10 +254,11 @@ def _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start
 
     attempts = sum(log.attempts for log in logs)
     heard = sum(log.heard for log in logs)
-    by_distance = [{"from_m": float(tokens.DISTANCE_BINS_M[i]), "to_m": float(tokens.DISTANCE_BINS_M[i + 1]),
-                    "windows": int(attempts[i]),
-                    "heard": round(float(heard[i]) / attempts[i], 4) if attempts[i] else None}
-                   for i in range(len(attempts))]
+    by_distance = [{"setting": contacts.SETTINGS[k],
+                    "from_m": float(tokens.DISTANCE_BINS_M[i]), "to_m": float(tokens.DISTANCE_BINS_M[i + 1]),
+                    "windows": int(attempts[k, i]),
+                    "heard": round(float(heard[k, i]) / attempts[k, i], 4) if attempts[k, i] else None}
+                   for k in range(attempts.shape[0]) for i in range(attempts.shape[1])]
 
     thresholds = []
     for thr in THRESHOLDS_S:

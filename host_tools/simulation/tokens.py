@@ -53,11 +53,36 @@ def tek_schedule(identity: str, seed: bytes, tx_power_dbm: int) -> gaen.TekSched
                             lookup=teks.get, on_new_tek=teks.__setitem__)
 
 
+BOOT_SPREAD_S = 6 * 3600
+
+
+def boot_time(sim_seed: int, token: int, start_s: int) -> int:
+    """When the token was switched on: some time in the hours before the run starts (tokens
+    are handed out and charged at different times, so their schedules are not in step)."""
+    h = hashlib.sha256(b"boot/%d/%d" % (sim_seed, token)).digest()
+    return start_s - int.from_bytes(h[:4], "little") % BOOT_SPREAD_S
+
+
+def token_windows(start_s: int, end_s: int, profile_name: str, sim_seed: int, token: int) -> np.ndarray:
+    """The scan windows token `token` opens between start_s and end_s, switched on at its
+    boot_time and scheduled by the firmware's scheduler from then on."""
+    windows = scan_windows(boot_time(sim_seed, token, start_s), end_s, profile_name,
+                           schedule_seed(sim_seed, token))
+    return windows[windows[:, 0] >= start_s]
+
+
 def first_window_offsets(start_s: int, profile_name: str, sim_seed: int, n: int) -> np.ndarray:
-    """Seconds from start_s to each token's first scan window (the phase of a burst token)."""
+    """Seconds from start_s to each token's first scan window in the run (the phase of a
+    burst token, which then wakes every wake_every_s)."""
     prof = scheduler.profile(profile_name)
-    return np.array([scheduler.first_scan(start_s, prof, scheduler.Rng(schedule_seed(sim_seed, i))) - start_s
-                     for i in range(n)], dtype=np.float64)
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        for w_start, _ in scheduler.scan_windows(boot_time(sim_seed, i, start_s), start_s + 86400, prof,
+                                                 scheduler.Rng(schedule_seed(sim_seed, i))):
+            if w_start >= start_s:
+                out[i] = w_start - start_s
+                break
+    return out
 
 
 def scan_windows(start_s: int, end_s: int, profile_name: str, rng_seed: int) -> np.ndarray:
@@ -98,7 +123,7 @@ class TokenLog:
     windows: int
     scan_ms: int
     sightings: int          # reports handed to the Aggregator
-    attempts: np.ndarray    # (link, window) chances by distance bin
+    attempts: np.ndarray    # (link, window) chances by setting (contacts.SETTINGS) and distance bin
     heard: np.ndarray       # ... of which heard
 
 
@@ -110,7 +135,7 @@ def _aggregate(token: int) -> TokenLog:
     s = _SHARED
     start_s, end_s, profile_name, sim_seed = s["start_s"], s["end_s"], s["profile"], s["seed"]
     prof = scheduler.profile(profile_name)
-    windows = scan_windows(start_s, end_s, profile_name, schedule_seed(sim_seed, token))
+    windows = token_windows(start_s, end_s, profile_name, sim_seed, token)
     lo, hi = s["link_start"][token], s["link_start"][token + 1]
     slot, adv = s["slot"][lo:hi], s["advertiser"][lo:hi]
     rssi, dist, in_range = s["rssi"][lo:hi], s["distance"][lo:hi], s["in_range"][lo:hi]
@@ -135,9 +160,10 @@ def _aggregate(token: int) -> TokenLog:
         packets = np.where(wearer, on_air, packets)
     p_packet = radio.packet_success(faded, in_range[link_of], prof["adv_interval_ms"])
     heard = rng.random(len(link_of)) < radio.window_detection(p_packet, packets)
-    bins = np.digitize(dist[link_of], DISTANCE_BINS_M) - 1
-    attempts = np.bincount(bins, minlength=len(DISTANCE_BINS_M) - 1)
-    heard_bins = np.bincount(bins[heard], minlength=len(DISTANCE_BINS_M) - 1)
+    nbins = len(DISTANCE_BINS_M) - 1
+    bins = (np.digitize(dist[link_of], DISTANCE_BINS_M) - 1) + nbins * s["setting"][lo:hi][link_of]
+    attempts = np.bincount(bins, minlength=4 * nbins).reshape(4, nbins)
+    heard_bins = np.bincount(bins[heard], minlength=4 * nbins).reshape(4, nbins)
 
     w = window_of[heard]
     order = np.lexsort((adv[link_of[heard]], w))
