@@ -9,7 +9,7 @@ import tty
 
 import pytest
 
-from airlab import START_S, AirProcess, compile_tree
+from airlab import AirProcess, compile_tree
 from host_tools import micropython
 from host_tools.sync_client import SyncClient
 from host_tools.transport.ble import BleTransport, find_sync_windows
@@ -19,8 +19,11 @@ RECORDS = 5000
 
 
 class SyncLab:
-    def __init__(self, work):
+    def __init__(self, work, name="ada", content="shared"):
         tree = compile_tree(work / "tree")
+        # The token's clock starts on the host's (to the minute, as a clinic token would be):
+        # a clock months off would make the token's retention drop the log as the sync sets it.
+        self.start_s = int(time.time()) // 60 * 60
         self.air = AirProcess(work / "air.sock", time_scale=1.0, seed=5, log_path=work / "air.log")
         master, slave = os.openpty()
         tty.setraw(slave)
@@ -29,12 +32,13 @@ class SyncLab:
         env = dict(micropython.environment())
         env["MICROPYPATH"] = str(tree)
         self.proc = subprocess.Popen(
-            [micropython.interpreter(), "-X", "heapsize=160K", "-m", "sync_token", "ada", self.air.socket_path,
-             str(work / "ada"), str(RECORDS), str(START_S), repr(time.time()), "1.0"],
+            [micropython.interpreter(), "-X", "heapsize=160K", "-m", "sync_token", name, self.air.socket_path,
+             str(work / name), str(RECORDS), str(self.start_s), repr(time.time()), "1.0", content],
             env=env, cwd=str(tree), stdin=master, stdout=master, stderr=open(work / "token.err", "wb"),
         )
         os.close(master)
         self.err = work / "token.err"
+        self.serial = "TT-" + name.upper()
 
     def wait_for_window(self, timeout_s: float = 60.0) -> list:
         import asyncio
@@ -142,3 +146,30 @@ def test_a_missing_token_is_one_clear_sentence(lab):
 
     with pytest.raises(TransportError, match="TT-NOBODY is not offering Bluetooth sync; press its button"):
         BleTransport("TT-NOBODY", air=lab.air.socket_path, scan_timeout_s=1.5)
+
+
+def test_a_clinic_sync_over_ble_stores_exactly_what_a_serial_sync_stores(tmp_path):
+    """Two tokens with the very same log: one synced by the clinic over BLE, the other over
+    its USB console. The outboxes hold the same records, and both tokens end fully acknowledged."""
+    from host_tools.outbox import Outbox
+    from host_tools.sync_session import sync_token
+
+    over_air = SyncLab(tmp_path / "air", name="eve", content="same")
+    over_cable = SyncLab(tmp_path / "cable", name="fay", content="same")
+    try:
+        over_air.wait_for_window()
+        with Outbox(tmp_path / "ble.sqlite") as box, BleTransport("TT-EVE", air=over_air.air.socket_path) as ble:
+            ble_report = sync_token(ble, box)
+            ble_records = [(seq, bytes(data)) for _, seq, data, *_ in box.records_of("TT-EVE")]
+        over_cable.wait_for_window()
+        with Outbox(tmp_path / "serial.sqlite") as box, SerialTransport(over_cable.pty) as serial:
+            serial_report = sync_token(serial, box)
+            serial_records = [(seq, bytes(data)) for _, seq, data, *_ in box.records_of("TT-FAY")]
+    finally:
+        over_air.close()
+        over_cable.close()
+    assert ble_report.dumped == serial_report.dumped == RECORDS
+    assert ble_report.acked_seq == serial_report.acked_seq == RECORDS
+    assert ble_report.pending_on_token == serial_report.pending_on_token == 0
+    assert len(ble_records) == RECORDS
+    assert ble_records == serial_records

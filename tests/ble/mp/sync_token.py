@@ -2,7 +2,10 @@
 # the console (stdin/stdout: a pty the test opens as a serial port) and on the BLE GATT service
 # (tokenfw.ble_sync) in the virtual air, a sync window open, and RECORDS encounters in its log.
 #
-#   micropython sync_token.py NAME AIR_SOCKET ROOT RECORDS START_S HOST_EPOCH_S TIME_SCALE
+#   micropython sync_token.py NAME AIR_SOCKET ROOT RECORDS START_S HOST_EPOCH_S TIME_SCALE [CONTENT]
+#
+# The log is a function of CONTENT (default NAME) and START_S only, so two tokens given the same
+# CONTENT hold the very same records.
 import json
 import select
 import sys
@@ -107,6 +110,7 @@ def main():
     name, socket_path, root = sys.argv[1:4]
     count = int(sys.argv[4])
     start_s, host_epoch_s, scale = [float(v) for v in sys.argv[5:8]]
+    content = sys.argv[8] if len(sys.argv) > 8 else name
     try:
         import os
 
@@ -120,10 +124,10 @@ def main():
     token = SyncToken(board, root)
     token.clock.set(int(board.rtc.world()))
     if token.store.next_seq == 1:
-        now = token.clock.now()
+        first = int(start_s) - 3 * count
         for i in range(count):
-            rpi = (i.to_bytes(4, "little") + name.encode()) * 4
-            enc = records.Encounter(rpi[:16], bytes((i & 255, 1, 2, 3)), now - count + i, 60 + i % 500,
+            rpi = (i.to_bytes(4, "little") + content.encode()) * 4
+            enc = records.Encounter(rpi[:16], bytes((i & 255, 1, 2, 3)), first + 3 * i, 60 + i % 500,
                                     1 + i % 9, -40 - i % 50, -50 - i % 40, 0)
             token.store.append(enc)
         token.store.commit()
