@@ -173,3 +173,21 @@ def test_a_clinic_sync_over_ble_stores_exactly_what_a_serial_sync_stores(tmp_pat
     assert ble_report.pending_on_token == serial_report.pending_on_token == 0
     assert len(ble_records) == RECORDS
     assert ble_records == serial_records
+
+
+def test_garbage_written_to_the_sync_service_changes_nothing(lab):
+    """Random bytes (any length up to the ATT maximum) on the rx characteristic: the token
+    skips them, stays up, and answers the next real request with its log intact."""
+    import random
+
+    lab.wait_for_window()
+    rng = random.Random(9)
+    with BleTransport("TT-ADA", air=lab.air.socket_path) as ble:
+        for _ in range(60):
+            ble.write(bytes(rng.getrandbits(8) for _ in range(rng.choice((1, 7, 20, 244, 509)))))
+        ble.write(b"\x03\x03\x04" * 100)  # Ctrl-C and Ctrl-D on the console mean nothing here
+        client = SyncClient(ble, timeout_s=2.0)
+        client.connect()
+        info = client.info()
+    assert lab.proc.poll() is None
+    assert info["next_seq"] == RECORDS + 1 and info["serial"] == "TT-ADA"
