@@ -58,6 +58,11 @@ class AuthFailed(TokenRefused):
     exit_code = 5
 
 
+class _GreetingLost(Exception):
+    """The token answered "HELLO first" mid-session: its app restarted (a reset, or line noise
+    that became a Ctrl-C / Ctrl-D). The client greets it again and re-sends what was in flight."""
+
+
 @dataclass
 class Hello:
     version: int
@@ -89,6 +94,7 @@ class SyncClient:
         self._answers: dict[int, tuple[int, bytes]] = {}
         self._raw_tail = bytearray()  # recent raw bytes, to recognise a REPL
         self.retransmissions = 0
+        self.greetings_lost = 0
         self.wire_bytes_in = 0
         self.wire_bytes_out = 0
 
@@ -135,6 +141,8 @@ class SyncClient:
 
     def _raise_error(self, cmd: int, payload: bytes) -> None:
         code = payload[0] if payload else 0
+        if code == m.E_HELLO_FIRST and cmd != m.HELLO and self.hello is not None:
+            raise _GreetingLost()
         detail = payload[1:].decode("utf-8", "replace")
         name = hc.NAMES.get(cmd, str(cmd))
         text = explain_refusal(cmd, code, detail)
@@ -204,7 +212,14 @@ class SyncClient:
             if not inflight:
                 return
             request, oldest = inflight[0]
-            answer = self._take(oldest)
+            try:
+                answer = self._take(oldest)
+            except _GreetingLost:
+                self._greet_again()
+                for _, pending in inflight:
+                    self._answers.pop(pending.req, None)
+                    self._resend(pending)
+                continue
             if answer is not None:
                 inflight.pop(0)
                 yield request, answer
@@ -222,6 +237,17 @@ class SyncClient:
             if self._receive(0.05):
                 # bytes are arriving: a long answer is on its way, do not time out under it
                 oldest.sent_at = max(oldest.sent_at, time.monotonic() - self.timeout_s / 2)
+
+    def _greet_again(self) -> None:
+        self.greetings_lost += 1
+        if self.greetings_lost > 3:
+            raise NoAnswer(f"the token on {self.port} keeps restarting during the sync; check the cable "
+                           "(line noise) and the battery, then run the command again", self.port)
+        hello, self.hello = self.hello, None
+        try:
+            self.connect()
+        finally:
+            self.hello = self.hello or hello
 
     # ---- handshake --------------------------------------------------------------------------
     def connect(self) -> Hello:
