@@ -199,3 +199,24 @@ def test_outbox_refuses_a_damaged_record_and_stores_nothing_of_that_chunk(tmp_pa
             outbox.store_chunk(session, bad)
         assert list(outbox.records_of("TT-0000ABCD")) == []
         assert outbox.store_chunk(session, good).new == 3
+
+
+def test_a_token_app_restart_mid_sync_is_greeted_again_and_the_sync_completes(token, tmp_path):
+    sync_standin.fill(token, 900)
+    transport = Loopback(token)
+    client = SyncClient(transport, timeout_s=0.05)
+    original = client.dump
+    restarted = []
+
+    def restart_after_first_chunk(*args, **kwargs):
+        for chunk in original(*args, **kwargs):
+            if not restarted:
+                restarted.append(True)
+                transport.server = sync_standin.SyncServer(token)  # the app rebooted: not greeted
+            yield chunk
+
+    client.dump = restart_after_first_chunk
+    with Outbox(tmp_path / "o.sqlite") as outbox:
+        report = sync_token(transport, outbox, client=client, now=lambda: 1_750_000_000)
+    assert report.new_records == 900 and client.greetings_lost == 1
+    assert _seqs(tmp_path / "o.sqlite") == list(range(1, 901))
