@@ -30,17 +30,19 @@ PROFILES = {
         "scan_every_s": (0, 0),
     },
     # Stock MicroPython on ESP32 cannot light-sleep with BLE on, so a token that must last on
-    # a small battery wakes from deep sleep every `wake_every_s`, advertises and scans for
+    # a small battery wakes from deep sleep about once a minute, advertises and scans for
     # `awake_s`, and deep-sleeps the rest (state kept across the sleep). The radio is on only
-    # while awake: advertising follows the scan windows (`advertise_while_awake`).
+    # while awake: advertising follows the scan windows (`advertise_while_awake`). The wake
+    # period is drawn from 50-70 s like the scan gaps: two burst tokens with one fixed period
+    # would keep their phase for ever and, once apart, never hear each other.
     "burst": {
         "advertise": True,
         "scan": True,
         "adv_interval_ms": 250,
         "scan_window_ms": 4000,
-        "scan_every_s": (60, 60),
+        "scan_every_s": (50, 70),
         "awake_s": 4,
-        "wake_every_s": 60,
+        "wake_every_s": 60,  # the mean wake period (power estimates, the community simulator)
         "advertise_while_awake": True,
     },
 }
@@ -107,15 +109,3 @@ def scan_windows(start, end, prof, rng):
         yield t, t + window_s
         t = next_scan(t, prof, rng)
 
-
-def wakes(start, end, prof, phase_s=0):
-    """(wake_start, wake_end) pairs of a `burst` profile between start and end: every
-    `wake_every_s`, offset by `phase_s` (tokens switched on at different times differ)."""
-    every = prof.get("wake_every_s")
-    if not every:
-        return
-    t = start - (start - phase_s) % every
-    while t < end:
-        if t + prof["awake_s"] > start:
-            yield t, t + prof["awake_s"]
-        t += every
