@@ -117,23 +117,35 @@ class Demo:
         del admin  # the operator keeps it; the demo needs no admin work after this
         detail(f"service at {self.url}; keys made for the operator, a clinic and a health officer")
 
+    def switch_on(self, air: Path, scenario_file: Path | None = None) -> None:
+        for i, name in enumerate((*WEARERS, VENUE)):
+            extra = ["--scenario", str(scenario_file)] if scenario_file and i == 0 else []
+            info = self.run("tokentool", "virtual", "start", "--name", name, "--state",
+                            str(self.workdir / "tokens" / name), "--air", str(air), "--clock", "set", *extra)
+            self.tokens.setdefault(name, {}).update(info)
+
+    def switch_off(self) -> None:
+        for info in self.tokens.values():
+            self.run("tokentool", "virtual", "stop", "--state", info["state"])
+
     def start_tokens(self) -> None:
-        say(f"Switching on {len(WEARERS)} wearers' tokens and the market's venue beacon")
-        air = self.workdir / "air"
+        say(f"Technician's workshop: switching on {len(WEARERS)} wearers' tokens and the market's beacon")
+        self.switch_on(self.workdir / "workshop")
+        for name, info in self.tokens.items():
+            detail(f"{name:7} token on {info['pty']}")
+
+    def hand_out(self) -> None:
+        say("Handing the tokens out: the wearers go about their day")
+        self.switch_off()
         # The accelerated day ends at "now", when the wearers reach the clinic; from then on the
         # tokens' world runs at the speed of the clinic's clock.
         start = int(time.time() + self.world_s / self.scale - self.world_s)
         self.summary["scenario_start"] = start
         scenario_file = self.workdir / "day.jsonl"
         scenario_file.write_text(scenario(start, self.scale, self.world_s))
-        for i, name in enumerate((*WEARERS, VENUE)):
-            extra = ["--scenario", str(scenario_file)] if i == 0 else []
-            info = self.run("tokentool", "virtual", "start", "--name", name, "--state",
-                            str(self.workdir / "tokens" / name), "--air", str(air), "--clock", "set", *extra)
-            self.tokens[name] = info
-            detail(f"{name:7} token on {info['pty']}")
-        detail(f"one simulated day (10 hours) passes in about {self.world_s / self.scale:.0f} s")
+        self.switch_on(self.workdir / "air", scenario_file)
         self.day_ends_at = time.monotonic() + self.world_s / self.scale
+        detail(f"one simulated day (10 hours) passes in about {self.world_s / self.scale:.0f} s")
 
     def provision(self) -> None:
         say("Technician: giving each token its identity (serial, escrowed seed, auth key)")
@@ -276,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         demo.start_service()
         demo.start_tokens()
         demo.provision()
+        demo.hand_out()
         demo.let_the_day_pass()
         demo.clinic_sync()
         case_id = demo.report_positive()

@@ -1,6 +1,7 @@
 # The token's own error and event log: a bounded ring on flash (docs/storage.md).
 #
 # A separate module from tokenfw.store so that each compiles within the device's small heap.
+import os
 import struct
 
 from tokenfw import records
