@@ -244,7 +244,7 @@ class _BLE:
                 # Consume the frame before the handler runs: a handler may call back into this
                 # module (restart advertising on disconnect), which reads the socket again.
                 rest = self._rxlen - 2 - length
-                self._rx[:rest] = self._rx[2 + length : self._rxlen]
+                self._rxmv[:rest] = self._rxmv[2 + length : self._rxlen]  # in place: no copy
                 self._rxlen = rest
                 if dispatch:
                     self._dispatch(length)
