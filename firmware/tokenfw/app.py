@@ -82,6 +82,8 @@ class Token:
     def _apply_config(self):
         cfg = self.config
         self.profile = scheduler.profile("venue" if cfg["role"] == "venue" else cfg["profile"])
+        self.aggregator = None  # let the old table go before the new one is built (heap)
+        gc.collect()
         self.aggregator = Aggregator(gap_s=cfg["gap_s"], max_open=cfg["max_open"], on_close=self._log_encounter)
         self.interval = None  # forces an identifier rotation on the next loop pass
         self._key_day = None
@@ -92,14 +94,13 @@ class Token:
 
     def reconfigure(self, new_config):
         """Save a new configuration atomically and start using it (PROVISION, TIME settings)."""
+        self.close_encounters()
         merged = dict(DEFAULT_CONFIG)
         merged.update(new_config)
         config.save(self.root + CONFIG_PATH, merged)
         if (merged["identity"], merged.get("seed")) != (self.config["identity"], self.config.get("seed")):
             self.keys.wipe()  # keys of the old identity must not be handed out as this one's
         self.config = merged
-        self.aggregator.close_all(self.clock.now())
-        self.store.commit()
         self._apply_config()
 
     def wipe(self):
@@ -109,6 +110,11 @@ class Token:
         self.keys.wipe()
         self.events.wipe()
         self._apply_config()
+
+    def close_encounters(self):
+        """Log every open encounter now (before the clock changes under them)."""
+        self.aggregator.close_all(self.clock.now())
+        self.store.commit()
 
     def note_synced(self, now):
         self.last_sync_at = now

@@ -246,6 +246,12 @@ class SyncServer:
         host_time = struct.unpack("<I", payload)[0]
         if not _MIN_HOST_TIME <= host_time < _MAX_HOST_TIME:
             raise Refused(E_BAD_REQUEST, "host time %d" % host_time)
+        close = getattr(self.token, "close_encounters", None)
+        if close is not None:
+            # Encounters still open were stamped by the old clock: log them before it changes,
+            # so each record's correction is the one of the clock that stamped it.
+            close()
+            boundary = store.next_seq
         try:
             correction = clock.set(host_time)
         except ValueError as error:
