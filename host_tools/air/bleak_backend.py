@@ -49,33 +49,46 @@ def _uuid_text(uuid: Any) -> str:
     return str(uuid_module.UUID(bytes=bytes(reversed(uuid.uuid_128_bytes))))
 
 
+def _uuid_from_le(raw: bytes) -> str:
+    if len(raw) == 2:
+        return f"0000{int.from_bytes(raw, 'little'):04x}-0000-1000-8000-00805f9b34fb"
+    if len(raw) == 4:
+        return f"{int.from_bytes(raw, 'little'):08x}-0000-1000-8000-00805f9b34fb"
+    return str(uuid_module.UUID(bytes=bytes(reversed(raw))))
+
+
 def advertisement_data(advertisement) -> AdvertisementData:
-    data: AdvertisingData = advertisement.data
-    name = data.get(AdvertisingData.COMPLETE_LOCAL_NAME) or data.get(AdvertisingData.SHORTENED_LOCAL_NAME)
+    """bleak's view of one report, decoded defensively from bumble's AD structures: anyone can
+    advertise anything, and a malformed field is skipped (a bad name is decoded with
+    replacement characters), never raised into the scanner."""
+    name = None
     uuids: list[str] = []
-    for ad_type in (
-        AdvertisingData.COMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS,
-        AdvertisingData.INCOMPLETE_LIST_OF_16_BIT_SERVICE_CLASS_UUIDS,
-        AdvertisingData.COMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
-        AdvertisingData.INCOMPLETE_LIST_OF_128_BIT_SERVICE_CLASS_UUIDS,
-    ):
-        for uuid in data.get(ad_type) or []:
-            uuids.append(_uuid_text(uuid))
     service_data: dict[str, bytes] = {}
-    for ad_type, value in data.ad_structures:
-        if ad_type == AdvertisingData.SERVICE_DATA_16_BIT_UUID and len(value) >= 2:
-            uuid16 = int.from_bytes(value[:2], "little")
-            service_data[f"0000{uuid16:04x}-0000-1000-8000-00805f9b34fb"] = bytes(value[2:])
     manufacturer: dict[int, bytes] = {}
-    for ad_type, value in data.ad_structures:
-        if ad_type == AdvertisingData.MANUFACTURER_SPECIFIC_DATA and len(value) >= 2:
-            manufacturer[int.from_bytes(value[:2], "little")] = bytes(value[2:])
+    tx_power = None
+    widths = {0x02: 2, 0x03: 2, 0x04: 4, 0x05: 4, 0x06: 16, 0x07: 16}
+    for ad_type, value in advertisement.data.ad_structures:
+        value = bytes(value)
+        if ad_type in (AdvertisingData.COMPLETE_LOCAL_NAME, AdvertisingData.SHORTENED_LOCAL_NAME):
+            if name is None or ad_type == AdvertisingData.COMPLETE_LOCAL_NAME:
+                name = value.decode("utf-8", "replace")
+        elif ad_type in widths:
+            width = widths[ad_type]
+            uuids += [_uuid_from_le(value[i : i + width]) for i in range(0, len(value) - width + 1, width)]
+        elif ad_type == AdvertisingData.SERVICE_DATA_16_BIT_UUID and len(value) >= 2:
+            service_data[_uuid_from_le(value[:2])] = value[2:]
+        elif ad_type == AdvertisingData.SERVICE_DATA_128_BIT_UUID and len(value) >= 16:
+            service_data[_uuid_from_le(value[:16])] = value[16:]
+        elif ad_type == AdvertisingData.MANUFACTURER_SPECIFIC_DATA and len(value) >= 2:
+            manufacturer[int.from_bytes(value[:2], "little")] = value[2:]
+        elif ad_type == AdvertisingData.TX_POWER_LEVEL and len(value) == 1:
+            tx_power = int.from_bytes(value, "little", signed=True)
     return AdvertisementData(
-        local_name=name if isinstance(name, str) else None,
+        local_name=name,
         manufacturer_data=manufacturer,
         service_data=service_data,
         service_uuids=uuids,
-        tx_power=None,
+        tx_power=tx_power,
         rssi=advertisement.rssi,
         platform_data=(advertisement,),
     )

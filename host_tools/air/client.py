@@ -31,6 +31,8 @@ class AirProcess:
             cmd += ["--time-scale", repr(float(time_scale))]
         if seed is not None:
             cmd += ["--seed", str(seed)]
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)  # a stale socket would look like a ready air
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(cmd, stdout=log, stderr=log)
         deadline = time.monotonic() + 20

@@ -536,7 +536,7 @@ class Air:
             return {"ok": True}
         if op == "inject":
             # Reports no advertiser could legally send: fuzzed or oversized data, bursts.
-            target = next(c for c in self.controllers if c.device_name == request["to"])
+            target = self._named(request["to"])
             address = hci.Address(bytes.fromhex(request.get("address", "c0ffee000001")), hci.Address.RANDOM_DEVICE_ADDRESS)
             data = bytes.fromhex(request["data"])
             if len(data) > 255:
@@ -547,12 +547,20 @@ class Air:
             return {"ok": True, "scanning": bool(target.le_scan_enable)}
         if op == "drop":
             # The link to a token breaks (a wall, a pocket, a host that walked away).
-            session = next(s for s in self.sessions if s.name == request["name"])
+            session = next((s for s in self.sessions if s.name == request["name"]), None)
+            if session is None:
+                raise ValueError(f"no virtual token named {request['name']!r} in the air")
             dropped = list(session.connections.values())
             for connection in dropped:
                 asyncio.get_running_loop().create_task(connection.disconnect())
             return {"ok": True, "dropped": len(dropped)}
         raise ValueError(f"unknown op {op!r}")
+
+    def _named(self, name: str) -> AirController:
+        for controller in self.controllers:
+            if controller.device_name == name:
+                return controller
+        raise ValueError(f"no device named {name!r} in the air")
 
     # -- the radio ------------------------------------------------------------------------
     async def _tick_forever(self) -> None:

@@ -173,3 +173,44 @@ def test_a_burst_of_thousands_of_advertisements_drops_the_excess_and_keeps_the_h
     assert dropped > 0 and got >= 64  # the ring filled at least once, the excess was counted
     # nothing grows with the traffic: the heap after a 5000-report burst is where it was
     assert abs(after["mem_free"] - before["mem_free"]) < 2048
+
+
+def test_host_scanner_survives_fuzzed_reports_and_still_finds_the_token(tmp_path, caplog):
+    """`tokentool scan`'s bleak path (virtual air backend) hears garbage from other advertisers
+    (names that are not UTF-8, truncated UUID lists, ...) and still lists the token."""
+    import asyncio
+    import logging
+    import random
+
+    from host_tools.air.client import control, open_air_device
+    from host_tools.transport.ble import find_sync_windows
+    from tokenfw.ble_sync import sync_advertisement
+
+    rng = random.Random(17)
+    garbage = [bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40))) for _ in range(200)]
+    garbage += [ad(0x09, b"\xdc\xff\xfe"), ad(0x07, b"\x01\x02\x03"), ad(0x03, b"\x6f"), ad(0x16, b"")]
+
+    async def scenario():
+        with AirProcess(tmp_path / "air.sock", time_scale=1.0, log_path=tmp_path / "air.log") as air:
+            token, link = await open_air_device(air.socket_path, "fake-token")
+            adv_data, resp_data = sync_advertisement("TT-FAKE")
+            await token.start_advertising(advertising_data=adv_data, scan_response_data=resp_data)
+
+            def spam():
+                deadline = time.monotonic() + 10
+                while not any(d["name"] == "bleak-scanner" for d in control(air.socket_path, {"op": "status"})["devices"]):
+                    assert time.monotonic() < deadline, "the scanner never joined the air"
+                    time.sleep(0.05)
+                for data in garbage:
+                    control(air.socket_path, {"op": "inject", "to": "bleak-scanner", "data": data.hex()})
+
+            spammer = asyncio.create_task(asyncio.to_thread(spam))
+            found = await find_sync_windows(3.0, air.socket_path)
+            await spammer
+            await link.close()
+            return found
+
+    with caplog.at_level(logging.ERROR):
+        found = asyncio.run(scenario())
+    assert [name for _, name, _ in found] == ["TT-FAKE"]
+    assert not [r for r in caplog.records if r.exc_info], "a fuzzed report raised inside the scanner"
