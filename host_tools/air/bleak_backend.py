@@ -20,7 +20,8 @@ from bleak.backends.scanner import AdvertisementData, BaseBleakScanner
 from bleak.backends.service import BleakGATTService, BleakGATTServiceCollection
 from bleak.exc import BleakError
 from bumble.core import AdvertisingData, PhysicalTransport
-from bumble.device import Peer
+from bumble.device import Connection, Device, Peer
+from bumble.transport.common import Transport
 from bumble.hci import Address
 
 from host_tools.air.client import open_air_device
@@ -99,21 +100,23 @@ class AirScanner(BaseBleakScanner):
         super().__init__(detection_callback, service_uuids)
         self._air = _air_socket(kwargs)
         self._active = scanning_mode != "passive"
-        self._device = None
-        self._transport = None
+        self._device: Device | None = None
+        self._transport: Transport | None = None
 
     async def start(self) -> None:
         self.seen_devices = {}
-        self._device, self._transport = await open_air_device(self._air, "bleak-scanner")
-        self._device.on("advertisement", self._on_advertisement)
-        await self._device.start_scanning(legacy=True, active=self._active, filter_duplicates=False)
+        device, self._transport = await open_air_device(self._air, "bleak-scanner")
+        self._device = device
+        device.on("advertisement", self._on_advertisement)
+        await device.start_scanning(legacy=True, active=self._active, filter_duplicates=False)
 
     async def stop(self) -> None:
         if self._device is not None:
             try:
                 await self._device.stop_scanning(legacy=True)
             finally:
-                await self._transport.close()
+                if self._transport is not None:
+                    await self._transport.close()
                 self._device = self._transport = None
 
     def _on_advertisement(self, advertisement) -> None:
@@ -133,9 +136,9 @@ class AirClient(BaseBleakClient):
             timeout=kwargs.pop("timeout", 10.0),
         )
         self._air = _air_socket(kwargs)
-        self._device = None
-        self._transport = None
-        self._connection = None
+        self._device: Device | None = None
+        self._transport: Transport | None = None
+        self._connection: Connection | None = None
         self._peer: Peer | None = None
         self._proxies: dict[int, Any] = {}
 
@@ -154,18 +157,20 @@ class AirClient(BaseBleakClient):
     async def connect(self, pair: bool = False, **kwargs: Any) -> None:
         import asyncio
 
-        self._device, self._transport = await open_air_device(self._air, "bleak-client")
+        device, transport = await open_air_device(self._air, "bleak-client")
+        self._device, self._transport = device, transport
         try:
             target = Address(self.address, Address.RANDOM_DEVICE_ADDRESS)
-            self._connection = await self._device.connect(
+            connection = await device.connect(
                 target, transport=PhysicalTransport.LE, timeout=kwargs.get("timeout", self._timeout)
             )
         except (asyncio.TimeoutError, Exception) as error:
-            await self._transport.close()
+            await transport.close()
             self._device = self._transport = None
             raise BleakError(f"could not connect to {self.address}: {error or type(error).__name__}") from None
-        self._connection.on("disconnection", self._on_disconnection)
-        self._peer = Peer(self._connection)
+        self._connection = connection
+        connection.on("disconnection", self._on_disconnection)
+        self._peer = Peer(connection)
         await self._peer.request_mtu(517)
         await self._discover()
 

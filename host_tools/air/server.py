@@ -79,7 +79,7 @@ class AirController(Controller):
         super().__init__(name, link=air.link)
         # Legacy commands only: what the token firmware uses, and bumble's legacy reports.
         self.le_features = self.le_features & ~hci.LeFeatureMask.LE_EXTENDED_ADVERTISING
-        self.le_legacy_advertiser = AirAdvertiser(self)
+        self.le_legacy_advertiser: AirAdvertiser = AirAdvertiser(self)
         self.air = air
         self.device_name = name
         self.listen_since: float | None = None  # token time scanning started

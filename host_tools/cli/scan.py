@@ -30,8 +30,8 @@ def _scan(args: argparse.Namespace) -> int:
     if not 0 < args.timeout <= 600:
         raise UsageError(f"--timeout must be between 0 and 600 seconds, not {args.timeout:g}")
     found = asyncio.run(find_sync_windows(args.timeout, args.air))
-    tokens = [{"serial": name, "address": address, "rssi": rssi, "port": f"ble:{name or address}"}
-              for address, name, rssi in found]
+    tokens: list[dict] = [{"serial": name, "address": address, "rssi": rssi, "port": f"ble:{name or address}"}
+                          for address, name, rssi in found]
     if not tokens:
         text = f"no token has a sync window open nearby (listened {args.timeout:g} s); press the token's button"
     else:

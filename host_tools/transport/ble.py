@@ -88,7 +88,7 @@ class BleTransport(Transport):
         self._connect_timeout_s = connect_timeout_s
         self._inbox = bytearray()
         self._cond = threading.Condition()
-        self._client = None
+        self._client: Any = None  # a connected bleak.BleakClient, or None between links
         self._address: str | None = target if _ADDRESS.match(target) else None
         self._closed = False
         self.reconnects = 0
