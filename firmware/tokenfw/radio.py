@@ -9,6 +9,7 @@
 #   scanning()
 #   take_reports(callback)           callback(adv_data, rssi) for each report the IRQ handler
 #                                    copied into the ring buffer since the last call
+#   pending()                        how many reports wait in the ring (the IRQ's signal)
 #   dropped / ignored / heard        reports lost to a full ring / not GAEN / kept
 #   on_time(now_ms) / take_on_time(now_ms)   radio on-time counters (power accounting)
 #
@@ -245,6 +246,10 @@ class Radio:
             self.stop_scan()
             return False
         return True
+
+    def pending(self):
+        """Reports waiting in the ring: the IRQ's signal to the main loop that there is work."""
+        return self._produced - self._consumed
 
     def take_reports(self, callback):
         """Hand every buffered report to callback(adv_data, rssi); returns how many."""
