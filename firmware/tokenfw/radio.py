@@ -177,7 +177,7 @@ class Radio:
         self._advertising = (payload, interval_ms, connectable)
         self._adv_since = now
         if resume_ms > 0:
-            self.start_scan(resume_ms)
+            self._begin_scan(resume_ms)  # the rest of the window (already on air: no re-advertising)
 
     def stop_advertising(self):
         self._account_adv(self._now_ms())
@@ -223,8 +223,11 @@ class Radio:
             # A burst token wakes: the stack lost its address in deep sleep, so the held
             # identifier goes on air under a new one (the RPI is unchanged; nothing new links).
             self._start_advertising(*self._held)
-        self._scan_gen += 1
         self.scan_windows += 1
+        self._begin_scan(duration_ms)
+
+    def _begin_scan(self, duration_ms):
+        self._scan_gen += 1
         self._scan_started = self._now_ms()
         self._scan_ms = duration_ms
         self._ble.gap_scan(duration_ms, _SCAN_INTERVAL_US, _SCAN_WINDOW_US, False)
@@ -235,11 +238,14 @@ class Radio:
             self._close_scan(self._now_ms())
 
     def scanning(self):
-        if self._scan_done_gen == self._scan_gen:
-            if self._awake_only and self._advertising is not None and not self._sync:
-                self._account_adv(self._now_ms())  # the wake is over: back to (deep) sleep
+        if self._awake_only and self._advertising is not None and not self._sync:
+            # A burst wake lasts the scan window, by the token's own clock (SCAN_DONE may come
+            # later): then back to (deep) sleep, off air.
+            if _diff_ms(self._now_ms(), self._scan_started) >= self._scan_ms:
+                self._account_adv(self._now_ms())
                 self._ble.gap_advertise(None)
                 self._advertising = None
+        if self._scan_done_gen == self._scan_gen:
             return False
         if _diff_ms(self._now_ms(), self._scan_started) >= self._scan_ms + _SCAN_DONE_GRACE_MS:
             # SCAN_DONE never came (lost, or the stack was reset): stop listening for it.
