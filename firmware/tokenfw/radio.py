@@ -12,6 +12,9 @@
 #   pending()                        how many reports wait in the ring (the IRQ's signal)
 #   dropped / ignored / heard        reports lost to a full ring / not GAEN / kept
 #   on_time(now_ms) / take_on_time(now_ms)   radio on-time counters (power accounting)
+#   set_profile(profile)             a power profile's radio rules (burst: on air only while awake)
+#   advertise_sync(adv, resp, ms) / end_sync() / sync_disconnected()   the sync window's
+#                                    connectable advertisement (tokenfw.ble_sync)
 #
 # The IRQ handler runs whenever NimBLE has an event (on ESP32 through the scheduler, between
 # any two bytecodes of the main loop). It only copies a report into a preallocated slot and
@@ -51,10 +54,10 @@ DEFAULT_RING_SLOTS = const(64)
 ADV_EVENT_US = const(1400)
 # The controller adds 0-10 ms of random advDelay to each advertising interval (Core spec).
 _ADV_DELAY_MEAN_MS = const(5)
-_TICKS_MASK = const(0x3FFFFFFF)
+_TICKS_MASK = const(0x3FFFFFFF)  # time.ticks_ms() period on MicroPython
 # How long after a window's end SCAN_DONE may come before the window is closed by force (the
 # virtual air reports it on its next tick, which is tens of token seconds at high time scales).
-_SCAN_DONE_GRACE_MS = const(60000)  # time.ticks_ms() period on MicroPython
+_SCAN_DONE_GRACE_MS = const(60000)
 
 
 def _diff_ms(later, earlier):
