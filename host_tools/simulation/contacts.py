@@ -28,7 +28,9 @@ CLOSE_CONTACT_S = 900
 
 @dataclass
 class Links:
-    """Directed radio links, sorted by (observer, slot). Advertisers >= n are venue beacons."""
+    """Directed radio links, day by day and within a day grouped by observer: the links of
+    observer i on day d are positions index[d, i] to index[d, i + 1]. Advertisers >= n are
+    venue beacons."""
 
     observer: np.ndarray   # int32
     slot: np.ndarray       # int32
@@ -37,9 +39,15 @@ class Links:
     distance: np.ndarray   # float32, m
     in_range: np.ndarray   # int16, advertisers this observer could hear in this slot
     setting: np.ndarray    # int8, SETTINGS index: where the observer was
+    index: np.ndarray      # (days, n + 1) int64 offsets, see above
 
     def __len__(self) -> int:
         return len(self.observer)
+
+    def of(self, observer: int) -> np.ndarray:
+        """Positions of every link of one observer, over all days."""
+        ix = self.index
+        return np.concatenate([np.arange(ix[d, observer], ix[d, observer + 1]) for d in range(len(ix))])
 
 
 @dataclass
@@ -125,9 +133,12 @@ def compute(c: Community, tx: np.ndarray, processes: int = 1) -> tuple[Links, Tr
     parts = [o[0] for o in out]
     truth_parts = [o[1] for o in out]
     wall_pairs = set().union(*(o[2] for o in out))
-    cat = [np.concatenate([p[i] for p in parts]) for i in range(7)]
-    order = np.argsort(cat[0].astype(np.int64) * (c.slots + 1) + cat[1], kind="stable")
-    links = Links(*(a[order] for a in cat))
+    index = np.zeros((len(parts), c.n + 1), dtype=np.int64)
+    offset = 0
+    for d, p in enumerate(parts):
+        index[d] = offset + np.searchsorted(p[0], np.arange(c.n + 1))
+        offset += len(p[0])
+    links = Links(*(np.concatenate([p[i] for p in parts]) for i in range(7)), index)
     t = [np.concatenate([p[i] for p in truth_parts]) for i in range(4)]
     return links, Truth(t[0], t[1], t[2], t[3], wall_pairs)
 
@@ -258,7 +269,8 @@ def _day(c: Community, tx: np.ndarray, day: int):
     okey = o.astype(np.int64) * slots + s
     _, inv, cnt = np.unique(okey, return_inverse=True, return_counts=True)
     in_range = cnt[inv].astype(np.int16)
-    links = (o, (s + s0).astype(np.int32), np.concatenate(adv).astype(np.int32),
-             np.concatenate(rss).astype(np.float32), np.concatenate(dss).astype(np.float32), in_range,
-             np.concatenate(sets))
+    order = np.argsort(o, kind="stable")  # grouped by observer (Links.index)
+    links = (o[order], (s + s0).astype(np.int32)[order], np.concatenate(adv).astype(np.int32)[order],
+             np.concatenate(rss).astype(np.float32)[order], np.concatenate(dss).astype(np.float32)[order],
+             in_range[order], np.concatenate(sets)[order])
     return links, truth, walls

@@ -39,7 +39,9 @@ class Outcome:
     case_venues: dict = field(default_factory=dict)        # case serial -> [(venue serial, start, end)]
     named_by: dict = field(default_factory=dict)           # wearer serial -> case tokens naming it exposed
     reports: list = field(default_factory=list)            # (case serial, CaseReport summary dict)
-    calibration: list = field(default_factory=list)        # (thresholds, weights, {serial: best weighted s} x 2)
+    calibration: list = field(default_factory=list)        # (thresholds, weights, {serial: best weighted s})
+    report_cases: list = field(default_factory=list)       # cases with a full case report
+    report_exposed: set = field(default_factory=set)       # exposed wearable contacts those reports named
 
 
 def identifiers_of(ident: bytes, intervals: int, token_list) -> np.ndarray:
@@ -78,10 +80,20 @@ def _report_worker(case: int):
 
 
 def run(c, serials: list[str], sightings, cases: np.ndarray, teks: dict, tx_advertised: int,
-        now_s: int, processes: int, config: RiskConfig = RiskConfig(), calibration: bool = True) -> Outcome:
+        now_s: int, processes: int, config: RiskConfig = RiskConfig(), max_reports: int = 12,
+        seed: int = 0) -> Outcome:
+    """Decentralized and escrowed exposure for every case; full case reports (venues,
+    co-visitors, flags) for all cases or a seeded sample of `max_reports` of them: a report's
+    relay check looks up every venue beacon around the case's contacts, which at 10,000
+    wearers costs tens of seconds per report. The escrowed exposed contacts of every case come
+    from the same engine calls case_report makes (resolve_escrowed of the case's log,
+    match_keys of its keys, score_exposures, the better side per day); `report_exposed` holds
+    what the full reports said, and tests check the two agree."""
     index = SightingIndex(sightings)
     devices = devices_of(c, serials, tx_advertised)
     out = Outcome()
+    case_serials = {serials[k] for k in cases.tolist()}
+    index_of = {s: i for i, s in enumerate(serials)}
 
     keys = [k for case in cases.tolist() for k in case_keys(teks[case], serials[case], now_s)]
     result = match_keys(index, keys, config, now_s)
@@ -90,10 +102,29 @@ def run(c, serials: list[str], sightings, cases: np.ndarray, teks: dict, tx_adve
             out.decentralized_exposed.add(d.observer)
         out.decentralized_best[d.observer] = max(out.decentralized_best.get(d.observer, 0.0), d.weighted_s)
 
+    case_side, contact_side = both_sides(index, devices, case_serials, keys, now_s, config)
+    named_by = defaultdict(set)
+    for (contact, case, day), w in day_best(case_side, contact_side, config).items():
+        if contact in case_serials or contact not in index_of or index_of[contact] >= c.n:
+            continue
+        out.escrowed_best[contact] = max(out.escrowed_best.get(contact, 0.0), w)
+        if w + 1e-9 >= config.exposure_threshold_s:
+            out.escrowed_exposed.add(contact)
+            out.escrowed_days.add((contact, case, day))
+            named_by[contact].add(index_of[case])
+    out.named_by = dict(named_by)
+    out.calibration = [(th, w, best_of(day_best(case_side, contact_side,
+                                                 replace(config, attenuation_thresholds_db=th, bucket_weights=w))))
+                       for th in CANDIDATE_THRESHOLDS_DB for w in CANDIDATE_WEIGHTS]
+
+    case_list = cases.tolist()
+    if len(case_list) > max_reports:
+        rng = np.random.default_rng([seed, 0x4E9])
+        case_list = sorted(rng.choice(case_list, size=max_reports, replace=False).tolist())
+    out.report_cases = [serials[k] for k in case_list]
     _SHARED.update(serials=serials, escrowed=c.escrowed, teks=teks, now_s=now_s, index=index,
                    devices=devices, config=config)
     try:
-        case_list = cases.tolist()
         if processes > 1 and len(case_list) > 1:
             with multiprocessing.get_context("fork").Pool(processes) as pool:
                 reports = pool.map(_report_worker, case_list, chunksize=1)
@@ -101,31 +132,15 @@ def run(c, serials: list[str], sightings, cases: np.ndarray, teks: dict, tx_adve
             reports = [_report_worker(case) for case in case_list]
     finally:
         _SHARED.clear()
-
-    if calibration:
-        out.calibration = calibrate(index, devices, {serials[k] for k in cases.tolist()}, keys, now_s, config)
-
-    named_by = defaultdict(set)
     for case, report in reports:
         cs = serials[case]
-        for contact in report.contacts:
-            if contact.role != "wearable":
-                continue
-            out.escrowed_best[contact.serial] = max(out.escrowed_best.get(contact.serial, 0.0),
-                                                    contact.weighted_s)
-            if contact.exposed:
-                out.escrowed_exposed.add(contact.serial)
-                named_by[contact.serial].add(case)
-            for d in contact.days:
-                if d.exposed:
-                    out.escrowed_days.add((contact.serial, cs, d.day))
+        out.report_exposed |= {x.serial for x in report.contacts if x.exposed and x.role == "wearable"}
         out.escrowed_with_venues |= set(report.exposed_serials)
         out.case_venues[cs] = [(v.venue_serial, v.start, v.end) for v in report.venues]
         out.reports.append((cs, {"contacts": len(report.contacts),
                                  "exposed_contacts": sum(1 for x in report.contacts if x.exposed),
                                  "venues": len(report.venues), "exposed_serials": len(report.exposed_serials),
                                  "flags": len(report.flags), "unresolved_rpis": report.unresolved_rpis}))
-    out.named_by = dict(named_by)
     return out
 
 
@@ -135,34 +150,36 @@ CANDIDATE_THRESHOLDS_DB = ((55, 63, 73), (55, 60, 65), (52, 58, 64), (58, 64, 70
 CANDIDATE_WEIGHTS = ((1.0, 1.0, 0.5, 0.0), (1.0, 1.0, 0.0, 0.0), (1.0, 0.5, 0.0, 0.0))
 
 
-def calibrate(index: SightingIndex, devices, case_serials: set[str], keys, now_s: int,
-              config: RiskConfig = RiskConfig()) -> list[tuple]:
-    """Best weighted seconds per wearer under each candidate risk setting, from both sides of
-    every case's contacts (what the case heard, resolved centrally; what heard the case,
-    matched on its keys), taking the better side per day as case_report does.
-
-    The engine runs once with every bucket weighted 1, so each match carries its unweighted
-    exposure seconds; each candidate then only re-weights by its attenuation bucket."""
+def both_sides(index: SightingIndex, devices, case_serials: set[str], keys, now_s: int,
+               config: RiskConfig = RiskConfig()) -> tuple[list, list]:
+    """Both sides of every case's contacts with every attenuation bucket weighted 1, so that
+    each match carries its unweighted exposure seconds: what the cases heard (their logs
+    resolved against the escrowed wearables) and what heard the cases (their keys matched
+    against every log)."""
     unit = replace(config, bucket_weights=(1.0, 1.0, 1.0, 1.0))
     wearables = [d for d in devices if d.role == "wearable"]
     case_logs = [s for s in index.sightings if s.observer in case_serials]
-    case_side = [m for m in resolve_escrowed(case_logs, wearables, unit).matches
-                 if m.observer != m.sender]
+    case_side = [m for m in resolve_escrowed(case_logs, wearables, unit).matches if m.observer != m.sender]
     contact_side = [m for m in match_keys(index, keys, unit, now_s).matches if m.observer != m.sender]
-    out = []
-    for thresholds in CANDIDATE_THRESHOLDS_DB:
-        for weights in CANDIDATE_WEIGHTS:
-            cfg = replace(config, attenuation_thresholds_db=thresholds, bucket_weights=weights)
-            day_best: dict[tuple[str, str, int], float] = defaultdict(float)
-            for side, contact_of in ((case_side, "sender"), (contact_side, "observer")):
-                rew = [replace(m, weighted_s=m.weighted_s * bucket_weight(m.attenuation_db, cfg)) for m in side]
-                for d in score_exposures(rew, cfg):
-                    contact = getattr(d, contact_of)
-                    case = d.observer if contact_of == "sender" else d.sender
-                    key = (contact, case, d.day)
-                    day_best[key] = max(day_best[key], d.weighted_s)
-            best: dict[str, float] = defaultdict(float)
-            for (contact, _, _), w in day_best.items():
-                best[contact] = max(best[contact], w)
-            out.append((thresholds, weights, dict(best)))
+    return case_side, contact_side
+
+
+def day_best(case_side, contact_side, config: RiskConfig) -> dict:
+    """(contact, case, UTC day) -> weighted seconds under `config`, the better of the two sides
+    (case_report's rule: both measure the same proximity)."""
+    out: dict[tuple[str, str, int], float] = defaultdict(float)
+    for side, contact_of in ((case_side, "sender"), (contact_side, "observer")):
+        rew = [replace(m, weighted_s=m.weighted_s * bucket_weight(m.attenuation_db, config)) for m in side]
+        for d in score_exposures(rew, config):
+            contact = getattr(d, contact_of)
+            case = d.observer if contact_of == "sender" else d.sender
+            key = (contact, case, d.day)
+            out[key] = max(out[key], d.weighted_s)
     return out
+
+
+def best_of(days: dict) -> dict:
+    best: dict[str, float] = defaultdict(float)
+    for (contact, _, _), w in days.items():
+        best[contact] = max(best[contact], w)
+    return dict(best)

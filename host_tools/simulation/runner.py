@@ -50,6 +50,7 @@ class SimulationConfig:
     seed: int = 1
     processes: int = 0              # 0: every core
     clinic_path: str = "auto"       # "outbox" | "codec" | "auto" (outbox up to 500 wearers)
+    max_case_reports: int = 12      # full case reports (venues, co-visitors): all cases or a sample
 
 
 def wearable_profiles() -> list[str]:
@@ -77,6 +78,8 @@ def validate(config: SimulationConfig, profiles: list[str]) -> dict:
         raise SimulationError("the escrowed share must be between 0 and 1")
     if not 0.0 < config.positive_share <= 0.5:
         raise SimulationError("the share testing positive must be above 0 and at most 0.5")
+    if config.max_case_reports < 1:
+        raise SimulationError("at least one full case report is needed")
     if config.clinic_path not in ("auto", "outbox", "codec"):
         raise SimulationError("the clinic path must be auto, outbox or codec")
     known = wearable_profiles()
@@ -145,11 +148,10 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
     del table
     timings["identifiers_s"] = time.perf_counter() - t
 
-    link_start = np.searchsorted(links.observer, np.arange(n + 1))
     results = {}
     for profile in profiles:
         say("running every token's scan schedule and encounter log (%s profile)" % profile)
-        results[profile] = _run_profile(config, c, profile, links, link_start, ident, intervals,
+        results[profile] = _run_profile(config, c, profile, links, ident, intervals,
                                         enin0, truth, cases, teks, all_boards, tx_advertised,
                                         processes, say, inspect)
     return {
@@ -167,15 +169,13 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
     }
 
 
-def _run_profile(config, c, profile, links, link_start, ident, intervals, enin0, truth, cases,
+def _run_profile(config, c, profile, links, ident, intervals, enin0, truth, cases,
                  teks, all_boards, tx_advertised, processes, say, inspect=None) -> dict:
     t0 = time.perf_counter()
     n, days = c.n, config.days
     start_s, end_s = c.start_s, c.start_s + days * 86400
     shared = {"start_s": start_s, "end_s": end_s, "profile": profile, "seed": config.seed,
-              "link_start": link_start, "slot": links.slot, "advertiser": links.advertiser,
-              "rssi": links.rssi, "distance": links.distance, "in_range": links.in_range,
-              "setting": links.setting,
+              "links": links,
               "enin0": enin0, "ident": ident, "intervals": intervals,
               "adv_phase": tokens.first_window_offsets(start_s, profile, config.seed, n)
               if scheduler.profile(profile).get("advertise_while_awake") else None}
@@ -199,8 +199,10 @@ def _run_profile(config, c, profile, links, link_start, ident, intervals, enin0,
     t_clinic = time.perf_counter() - t
 
     t = time.perf_counter()
-    say("matching: decentralized keys and escrowed case reports for %d cases" % len(cases))
-    outcome = exposure.run(c, serials, sightings, cases, teks, tx_advertised, end_s, processes)
+    say("matching: decentralized keys and escrowed resolution for %d cases, full case reports for %d"
+        % (len(cases), min(len(cases), config.max_case_reports)))
+    outcome = exposure.run(c, serials, sightings, cases, teks, tx_advertised, end_s, processes,
+                           max_reports=config.max_case_reports, seed=config.seed)
     t_matching = time.perf_counter() - t
 
     metrics = _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start_s, config.board)
@@ -235,11 +237,16 @@ def _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start
     esc_venues = idx(outcome.escrowed_with_venues)
     dec = idx(outcome.decentralized_exposed)
 
-    def score(pred):
-        tp = len(pred & truth_exposed)
-        return {"recall": round(tp / len(truth_exposed), 4) if truth_exposed else None,
+    def score(pred, truth_set=truth_exposed):
+        tp = len(pred & truth_set)
+        return {"recall": round(tp / len(truth_set), 4) if truth_set else None,
                 "precision": round(tp / len(pred), 4) if pred else None,
                 "exposed_found": len(pred), "true_positives": tp}
+
+    # Full case reports exist for report_cases (all, or a sample at scale): what only they
+    # give (venues, co-visitors) is measured against those cases' truth.
+    reported = {index_of[s] for s in outcome.report_cases}
+    truth_reported = {w for (w, k, _), s in seconds.items() if k in reported and s >= contacts.CLOSE_CONTACT_S}
 
     # Detection by cumulative close time: was the (wearer, case, day) flagged that day?
     flagged_days = {(index_of[w], index_of[case], day - start_s // 86400)
@@ -262,12 +269,12 @@ def _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start
 
     thresholds = []
     for thr in THRESHOLDS_S:
-        e = idx({s for s, w in outcome.escrowed_best.items() if w >= thr})
-        d = idx({s for s, w in outcome.decentralized_best.items() if w >= thr})
+        e = idx({s for s, w in outcome.escrowed_best.items() if w + 1e-9 >= thr})
+        d = idx({s for s, w in outcome.decentralized_best.items() if w + 1e-9 >= thr})
         thresholds.append({"threshold_s": thr, "escrowed": score(e), "decentralized": score(d)})
 
     # Venue visits of the cases: found when the case report lists that venue at an overlapping time.
-    visits = [(p, ven, f, e) for (p, ven, f, e) in c.outings if p in case_set]
+    visits = [(p, ven, f, e) for (p, ven, f, e) in c.outings if p in reported]
     found = 0
     for p, ven, f, e in visits:
         lo, hi = start_s + f * SLOT_S, start_s + e * SLOT_S
@@ -313,7 +320,8 @@ def _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start
         "recall": score(esc)["recall"],
         "precision": score(esc)["precision"],
         "escrowed": score(esc),
-        "escrowed_with_venue_covisitors": score(esc_venues),
+        "escrowed_with_venue_covisitors": score(esc_venues, truth_reported),
+        "case_reports": len(reported),
         "decentralized": score(dec),
         "venue_visits": len(visits),
         "venue_recall": round(found / len(visits), 4) if visits else None,

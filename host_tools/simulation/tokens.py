@@ -136,9 +136,10 @@ def _aggregate(token: int) -> TokenLog:
     start_s, end_s, profile_name, sim_seed = s["start_s"], s["end_s"], s["profile"], s["seed"]
     prof = scheduler.profile(profile_name)
     windows = token_windows(start_s, end_s, profile_name, sim_seed, token)
-    lo, hi = s["link_start"][token], s["link_start"][token + 1]
-    slot, adv = s["slot"][lo:hi], s["advertiser"][lo:hi]
-    rssi, dist, in_range = s["rssi"][lo:hi], s["distance"][lo:hi], s["in_range"][lo:hi]
+    links = s["links"]
+    mine = links.of(token)
+    slot, adv = links.slot[mine], links.advertiser[mine]
+    rssi, dist, in_range = links.rssi[mine], links.distance[mine], links.in_range[mine]
     wslot = ((windows[:, 0] - start_s) // SLOT_S).astype(np.int64)
     first = np.searchsorted(wslot, slot, "left")
     count = np.searchsorted(wslot, slot, "right") - first
@@ -161,7 +162,7 @@ def _aggregate(token: int) -> TokenLog:
     p_packet = radio.packet_success(faded, in_range[link_of], prof["adv_interval_ms"])
     heard = rng.random(len(link_of)) < radio.window_detection(p_packet, packets)
     nbins = len(DISTANCE_BINS_M) - 1
-    bins = (np.digitize(dist[link_of], DISTANCE_BINS_M) - 1) + nbins * s["setting"][lo:hi][link_of]
+    bins = (np.digitize(dist[link_of], DISTANCE_BINS_M) - 1) + nbins * links.setting[mine][link_of]
     attempts = np.bincount(bins, minlength=4 * nbins).reshape(4, nbins)
     heard_bins = np.bincount(bins[heard], minlength=4 * nbins).reshape(4, nbins)
 

@@ -150,7 +150,12 @@ def test_a_small_community_run_end_to_end_finds_the_known_contacts(tmp_path):
     assert p["truth_exposed"] >= len(partners)
     assert p["recall"] >= 0.8
     assert p["venue_recall"] >= 0.8
-    # The risk calibration re-derives the case reports' own answer for the service's defaults.
+    # Every case had a full case report here: the engine calls the simulation composes name
+    # exactly the wearers the case reports named.
+    assert p["case_reports"] == len(cases)
+    case_serials = {serials[k] for k in cases.tolist()}
+    assert outcome.report_exposed - case_serials == outcome.escrowed_exposed
+    # The risk calibration re-derives the same answer for the service's defaults.
     default = next(cal for cal in p["calibration"]
                    if cal["attenuation_thresholds_db"] == [55, 63, 73] and cal["bucket_weights"] == [1.0, 1.0, 0.5, 0.0])
     at_900 = next(r for r in default["by_threshold"] if r["threshold_s"] == 900)
