@@ -21,6 +21,11 @@
 # `bluetooth.BLE` calls it makes, so the virtual token runs the same ring buffer, address
 # rotation and scan bookkeeping as the board.
 #
+# With TOKENTOOL_AIR set (the socket of a bumble virtual air, host_tools/air), the radio runs
+# over the virtual `bluetooth` module instead (boards/virtual/bluetooth.py, on the flash image):
+# advertisements, scans and the BLE sync service then go through a real BLE stack, and host
+# tools reach the token with bleak. The air's time scale must match the token's.
+#
 # Edge cases: the supervisor gone (socket errors -> the radio goes quiet, nothing raises into
 # the app loop), a flood of reports (the radio's fixed ring buffer drops and counts), time scale > 1
 # (sleeps and console waits shrink by the scale, so one token second stays one world second).
@@ -242,16 +247,24 @@ class Battery:
 class Console:
     """The USB console: stdin/stdout are the pty the supervisor bridges to the user's pty."""
 
-    def __init__(self, scale):
+    def __init__(self, scale, air=None):
         self.scale = scale  # callable: world seconds per host second now
         self.stdin = sys.stdin.buffer
         self.stdout = sys.stdout.buffer
         self.poll = select.poll()
         self.poll.register(self.stdin, select.POLLIN)
+        self.stdin_poll = self.poll
+        self.air = air  # the virtual `bluetooth` module when the token lives in the bumble air
+        if air is not None:
+            # Waiting also wakes for the air, whose events become IRQs here (on an ESP32 they
+            # interrupt the wait by themselves).
+            self.stdin_poll = select.poll()
+            self.stdin_poll.register(self.stdin, select.POLLIN)
+            self.poll.register(air.poll_object(), select.POLLIN)
 
     def read_available(self):
         data = b""
-        while len(data) < _CONSOLE_CHUNK and self.poll.poll(0):
+        while len(data) < _CONSOLE_CHUNK and self.stdin_poll.poll(0):
             byte = self.stdin.read(1)
             if not byte:
                 break
@@ -263,6 +276,8 @@ class Console:
 
     def wait(self, timeout_ms):
         self.poll.poll(max(0, int(timeout_ms / self.scale())))
+        if self.air is not None:
+            self.air.service()
 
 
 class Board:
@@ -276,11 +291,25 @@ class Board:
         self.config = board_config
         battery = board_config.get("battery", {})
         self.rtc = Rtc(self.link, start_s, time_scale, host_epoch_s, offset_s, fast_for_s)
-        self.radio = VirtualRadio(self.rtc.ticks_ms, ble=StandInBLE(self.link, self.rtc))
+        air_socket = os.getenv("TOKENTOOL_AIR")
+        air = None
+        if air_socket:
+            # The bumble virtual air (host_tools/air): the firmware's radio adapter over the
+            # virtual `bluetooth` module, exactly as over NimBLE on an ESP32.
+            import bluetooth
+
+            bluetooth.attach(air_socket, self.name)
+            self.radio = Radio(self.rtc.ticks_ms)
+            air = bluetooth
+            if abs(bluetooth.BLE().time_scale() - self.rtc.scale()) > 1e-6:
+                print("hal_virtual: the air runs at %gx but this token at %gx; scan windows will be wrong"
+                      % (bluetooth.BLE().time_scale(), self.rtc.scale()))
+        else:
+            self.radio = VirtualRadio(self.rtc.ticks_ms, ble=StandInBLE(self.link, self.rtc))
         self.led = Led(self.link)
         self.button = Button(self.link)
         self.battery = Battery(self.link, battery.get("empty_mv", 3300), battery.get("full_mv", 4200))
-        self.console = Console(self.rtc.scale)
+        self.console = Console(self.rtc.scale, air)
 
     def sleep_ms(self, ms):
         time.sleep_ms(int(ms / self.rtc.scale()))

@@ -125,9 +125,13 @@ def start(name: str = DEFAULT_NAME, state: str | os.PathLike | None = None, scen
         # On an ESP32 the firmware is frozen: its bytecode runs from flash and costs no heap.
         # Here it is loaded from .mpy files into the heap, so the cap grows by what the
         # firmware's modules measurably take once imported.
+        # In a bumble virtual air (TOKENTOOL_AIR) the `bluetooth` module, C on an ESP32, is
+        # bytecode too.
+        modules = micropython.firmware_modules() + [board_config["hal"]]
+        if os.environ.get("TOKENTOOL_AIR") and (micropython.BOARDS_DIR / board / "bluetooth.py").exists():
+            modules.append("bluetooth")
         heap_bytes = int(board_config.get("heap_bytes", micropython.ESP32_HEAP_BYTES)) \
-            + micropython.loaded_bytecode_bytes(micropython.firmware_modules() + [board_config["hal"]],
-                                                micropython.BOARDS_DIR / board)
+            + micropython.loaded_bytecode_bytes(modules, micropython.BOARDS_DIR / board)
         command = [sys.executable, "-m", "host_tools.virtual.supervisor", "--state", str(state),
                    "--heap-bytes", str(heap_bytes),
                    "--name", name, "--board", board, "--air", str(air), "--clock", clock,

@@ -113,6 +113,9 @@ def factory_files(board: str, compiled: bool = True) -> dict[str, bytes]:
         if not hal_source.exists():
             raise FlashImageError(f"board {board!r} names HAL {hal!r} but {hal_source} does not exist")
         sources[hal + ".py"] = hal_source
+    stand_in = BOARDS_DIR / board / "bluetooth.py"
+    if stand_in.exists():  # the virtual board's `bluetooth` (a C module on an ESP32)
+        sources["bluetooth.py"] = stand_in
     files: dict[str, bytes] = {}
     for name, source in sources.items():
         if compiled and name != "main.py":

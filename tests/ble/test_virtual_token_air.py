@@ -1,0 +1,40 @@
+"""`tokentool virtual start` tokens in the bumble virtual air (TOKENTOOL_AIR set): the whole
+virtual token (vboot, littlefs flash image, supervisor, console pty) runs the firmware's radio
+adapter over the virtual `bluetooth` module, and two tokens hear each other through bumble."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from airlab import AirProcess  # noqa: E402
+from virtual_token import running_token  # noqa: E402
+
+SCALE = 60.0
+
+
+def test_two_virtual_tokens_hear_each_other_in_the_bumble_air(tmp_path, monkeypatch):
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"devices": {"alice": {"at": [0, 0]}, "bob": {"at": [2, 0]}}}))
+    with AirProcess(tmp_path / "air.sock", scenario=scenario, time_scale=SCALE, seed=2,
+                    log_path=tmp_path / "air.log") as air:
+        monkeypatch.setenv("TOKENTOOL_AIR", air.socket_path)
+        shared = tmp_path / "world"
+        with running_token(tmp_path / "alice", name="alice", air=shared, time_scale=SCALE), \
+                running_token(tmp_path / "bob", name="bob", air=shared, time_scale=SCALE):
+            deadline = time.monotonic() + 60
+            devices = {}
+            while time.monotonic() < deadline:
+                devices = {d["name"]: d for d in air.control({"op": "status"})["devices"]}
+                if all(devices.get(n, {}).get("delivered", 0) > 0 for n in ("alice", "bob")):
+                    break
+                time.sleep(0.5)
+    assert set(devices) >= {"alice", "bob"}, devices
+    for name in ("alice", "bob"):
+        device = devices[name]
+        assert device["advertising"], f"{name} is not advertising"
+        assert int(device["address"][:2], 16) >> 6 == 0  # a non-resolvable private address
+        assert device["delivered"] > 0, f"{name} heard nothing in a scan window"
