@@ -181,6 +181,10 @@ def _positions(c: Community, day: int, rng: np.random.Generator):
     follower = (comp >= 0) & (comp < np.arange(n)[:, None])
     fi, fs = np.nonzero(follower)
     lead = comp[fi, fs]
+    # A later outing of the lead may have overwritten the slot: follow only where both are
+    # at the same venue.
+    together = loc[lead, fs] == loc[fi, fs]
+    fi, fs, lead = fi[together], fs[together], lead[together]
     angle = rng.uniform(0, 2 * np.pi, len(fi))
     gap = rng.uniform(0.5, 1.2, len(fi))
     vx[fi, fs] = vx[lead, fs] + gap * np.cos(angle)

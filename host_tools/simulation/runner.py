@@ -274,7 +274,7 @@ def _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start
         thresholds.append({"threshold_s": thr, "escrowed": score(e), "decentralized": score(d)})
 
     # Venue visits of the cases: found when the case report lists that venue at an overlapping time.
-    visits = [(p, ven, f, e) for (p, ven, f, e) in c.outings if p in reported]
+    visits = [(p, ven, f, e) for p in sorted(reported) for ven, f, e in _visits(c.location[p])]
     found = 0
     for p, ven, f, e in visits:
         lo, hi = start_s + f * SLOT_S, start_s + e * SLOT_S
@@ -341,6 +341,14 @@ def _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start
         "detection_by_duration": by_duration,
         "thresholds": thresholds,
     }
+
+
+def _visits(location: np.ndarray) -> list[tuple[int, int, int]]:
+    """(venue, first slot, end slot) of each stay at a venue in one wearer's location row."""
+    change = np.flatnonzero(np.diff(location) != 0) + 1
+    starts = np.r_[0, change]
+    ends = np.r_[change, len(location)]
+    return [(int(location[a]), int(a), int(b)) for a, b in zip(starts, ends) if location[a] >= 0]
 
 
 def battery_days(prof: dict, scan_ms_per_day: float, all_boards: dict) -> dict:
