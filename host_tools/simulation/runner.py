@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from tokenfw import records, scheduler
 from tokenfw.radio import ADV_EVENT_US
 
 from . import clinic, contacts, exposure, radio, tokens
-from .community import SLOT_S, SLOTS_PER_DAY, CommunityConfig, build
+from .community import SLOT_S, CommunityConfig, build
 
 BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 FLASH_USABLE_SHARE = 0.969    # littlefs overhead: benchmarks/results/firmware_core.md (316.6 days at 200/day)
