@@ -59,10 +59,13 @@ class Token:
         self.events.clock = self.clock.now
         self.store = Store(root + LOG_DIR, events=self.events)
         self.keys = KeyStore(root + KEYS_PATH)
-        self.sync = None
+        self.sync = None  # the sync protocol on the console, loaded while a host talks
+        self.ble_sync = None  # the GATT service carrying it over BLE (radios that offer GATT)
+        self.ble_server = None
         self.rng = scheduler.Rng(self._rng_seed())
         self.last_sync_at = self.config.get("last_sync_at")
         self._apply_config()
+        self._open_ble_sync()
 
     # -- configuration -------------------------------------------------------------------
     def _load_config(self):
@@ -91,6 +94,21 @@ class Token:
         self.current_rpi = None
         self.next_scan_at = None
         self.scan_id = 0
+        set_profile = getattr(self.board.radio, "set_profile", None)
+        if set_profile is not None:
+            set_profile(self.profile)
+
+    def _open_ble_sync(self):
+        """Register the BLE sync service once the token has a serial to be found by. Radios
+        without GATT (a stand-in) simply do without; the USB console always works."""
+        radio = self.board.radio
+        if self.ble_sync is not None or not self.config.get("serial"):
+            return
+        if not hasattr(getattr(radio, "_ble", None), "gatts_register_services"):
+            return
+        from tokenfw.ble_sync import BleSync
+
+        self.ble_sync = BleSync(radio, self.config["serial"])
 
     def reconfigure(self, new_config):
         """Save a new configuration atomically and start using it (PROVISION, TIME settings)."""
@@ -102,6 +120,7 @@ class Token:
             self.keys.wipe()  # keys of the old identity must not be handed out as this one's
         self.config = merged
         self._apply_config()
+        self._open_ble_sync()
 
     def wipe(self):
         """Forget every encounter, key and event, keep nothing of the previous wearer."""
@@ -198,9 +217,14 @@ class Token:
             self._last_retention = now
             self.store.enforce_retention(now)
             self.keys.prune(gaen.interval_number(now))
-        if now - self._last_status >= scheduler.STATUS_EVERY_S or self.board.button.pressed():
+        pressed = self.board.button.pressed()
+        if now - self._last_status >= scheduler.STATUS_EVERY_S or pressed:
             self._last_status = now
             self.board.led.show(self.status(now))
+        if self.ble_sync is not None:
+            if pressed and not self.ble_sync.window_open():
+                self.ble_sync.open_window(now)  # the wearer's button opens a BLE sync window
+            self.ble_sync.tick(now)
         due = [scheduler.next_rotation(now), self._last_commit + scheduler.COMMIT_EVERY_S]
         if self.profile["scan"]:
             due.append(self.next_scan_at)
@@ -224,14 +248,22 @@ class Token:
                 self.sync = _load_sync_server()(self)
             self._sync_used_at = now
             self.sync.feed(data, self.board.console.write)
-        elif self.sync is not None and now - self._sync_used_at > _SYNC_IDLE_S:
-            self.sync = None
+        if self.ble_sync is not None and self.ble_sync.poll(self._feed_ble):
+            self._sync_used_at = now
+        if now - self._sync_used_at > _SYNC_IDLE_S and (self.sync or self.ble_server):
+            self.sync = self.ble_server = None
             _unload("tokenfw.sync")
+
+    def _feed_ble(self, data, write):
+        if self.ble_server is None:  # BLE gets its own server: its own framing state and nonce
+            self.ble_server = _load_sync_server()(self)
+        self.ble_server.feed(data, write)
 
     def run(self, until=None):
         """Run until `until` (token clock seconds) or forever. KeyboardInterrupt (a technician's
         Ctrl-C) commits what is buffered and then propagates to the REPL."""
         now = self.clock.now()
+        self._sync_used_at = now
         self._last_commit = now
         self._last_status = now - scheduler.STATUS_EVERY_S
         self._last_retention = now - scheduler.RETENTION_EVERY_S

@@ -14,9 +14,7 @@ import time
 import bluetooth
 from tokenfw import records
 from tokenfw.app import Token
-from tokenfw.ble_sync import BleSync
 from tokenfw.radio import Radio
-from tokenfw.sync.server import SyncServer
 
 _TICKS_MASK = 0x3FFFFFFF
 
@@ -92,20 +90,6 @@ class Board:
         self.console = Console(scale)
 
 
-class SyncToken(Token):
-    """The app plus the BLE sync service (what app.py needs to wire in, see docs/ble.md)."""
-
-    def __init__(self, board, root):
-        Token.__init__(self, board, root)
-        self.ble = BleSync(board.radio, self.config.get("serial"))
-        self.ble_server = SyncServer(self)
-
-    def handle_console(self, now):
-        Token.handle_console(self, now)
-        self.ble.poll(self.ble_server.feed)
-        self.ble.tick(now)
-
-
 def main():
     name, socket_path, root = sys.argv[1:4]
     count = int(sys.argv[4])
@@ -121,7 +105,7 @@ def main():
         json.dump({"serial": "TT-" + name.upper(), "role": "wearable", "identity": "private",
                    "auth_key": "00" * 32}, f)
     board = Board(name, socket_path, start_s, host_epoch_s, scale)
-    token = SyncToken(board, root)
+    token = Token(board, root)  # the app registers the BLE sync service itself
     token.clock.set(int(board.rtc.world()))
     if token.store.next_seq == 1:
         first = int(start_s) - 3 * count
@@ -131,7 +115,7 @@ def main():
                                     1 + i % 9, -40 - i % 50, -50 - i % 40, 0)
             token.store.append(enc)
         token.store.commit()
-    token.ble.open_window(token.clock.now(), 3600)
+    token.ble_sync.open_window(token.clock.now(), 3600)
     token.run()
 
 
