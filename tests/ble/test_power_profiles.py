@@ -19,16 +19,16 @@ def test_existing_profiles_keep_their_behaviour():
 
 
 def test_a_burst_token_is_on_air_only_while_awake(tmp_path):
-    """The real app with the burst profile, an hour of token time at 720x in the virtual air:
+    """The real app with the burst profile, an hour of token time at 360x in the virtual air:
     it advertises only during its ~4 s wakes (one new address per wake, as after a deep sleep)."""
     import time
 
     from airlab import START_S, AirProcess, compile_tree, json_lines, start_token, wait_all
 
     tree = compile_tree(tmp_path / "tree")
-    with AirProcess(tmp_path / "air.sock", time_scale=720, log_path=tmp_path / "air.log") as air:
+    with AirProcess(tmp_path / "air.sock", time_scale=360, log_path=tmp_path / "air.log") as air:
         proc = start_token(tree, "air_token", "sleepy", air.socket_path, str(tmp_path / "sleepy"), "wearable",
-                           str(START_S), repr(time.time()), "720", "3600", "burst", log=tmp_path / "sleepy.out",
+                           str(START_S), repr(time.time()), "360", "3600", "burst", log=tmp_path / "sleepy.out",
                            heap_bytes=160 * 1024)
         wait_all([proc], timeout_s=120)
     lines = json_lines(tmp_path / "sleepy.out")
@@ -40,6 +40,6 @@ def test_a_burst_token_is_on_air_only_while_awake(tmp_path):
     assert len({w["addr"] for w in wakes}) == len(wakes)  # a new address each time
     assert len({w["rpi"] for w in wakes}) <= 8  # ... for the same 10-minute identifier
     events = summary["on_time"]["adv_events"]
-    # ~16 per 4 s wake, not 14,000 an hour; at 720x one pass of the main loop is a second or two
-    # of token time, so a wake ends up to that much late (on a board: milliseconds)
-    assert 0.6 * windows * 4 / 0.255 <= events <= 1.7 * windows * 4 / 0.255
+    # ~16 per 4 s wake, not 14,000 an hour; at 360x one pass of the main loop on a loaded host is
+    # up to a second or two of token time, so a wake may end that much late (on a board: ms)
+    assert 0.6 * windows * 4 / 0.255 <= events <= 2.0 * windows * 4 / 0.255
