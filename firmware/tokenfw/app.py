@@ -217,6 +217,11 @@ class Token:
             self._last_retention = now
             self.store.enforce_retention(now)
             self.keys.prune(gaen.interval_number(now))
+            take_on_time = getattr(self.board.radio, "take_on_time", None)
+            if take_on_time is not None:
+                # What the radio really did this hour: battery life is computed from these lines.
+                on = take_on_time()
+                self.events.log("radio", "%s scan %d adv %d ms" % (self.config["profile"], on["scan_ms"], on["adv_ms"]), now)
         pressed = self.board.button.pressed()
         if now - self._last_status >= scheduler.STATUS_EVERY_S or pressed:
             self._last_status = now

@@ -12,6 +12,14 @@ from host_tools.transport.serial_port import SerialTransport, expand_ports
 __all__ = ["Transport", "SerialTransport", "expand_ports", "open_transport"]
 
 
+BLE_PREFIX = "ble:"
+
+
 def open_transport(port: str, baud: int = 115200) -> Transport:
-    """A transport for a port name as the user typed it (today: a serial device or pty)."""
+    """A transport for a port name as the user typed it: `ble:SERIAL` or `ble:ADDRESS` for a
+    token with its Bluetooth sync window open, else a serial device or pty."""
+    if port.startswith(BLE_PREFIX):
+        from host_tools.transport.ble import BleTransport  # bleak loads only when BLE is used
+
+        return BleTransport(port[len(BLE_PREFIX):])
     return SerialTransport(port, baud=baud)

@@ -191,3 +191,27 @@ def test_garbage_written_to_the_sync_service_changes_nothing(lab):
         info = client.info()
     assert lab.proc.poll() is None
     assert info["next_seq"] == RECORDS + 1 and info["serial"] == "TT-ADA"
+
+
+def test_tokentool_sync_over_ble_by_serial(lab, tmp_path):
+    """The clinic's own command with `--port ble:SERIAL`: one line, every record in the outbox,
+    the token acknowledged (last: it empties the shared token's pending log)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    lab.wait_for_window()
+    env = dict(os.environ, TOKENTOOL_AIR=str(lab.air.socket_path),
+               TOKENTOOL_OUTBOX=str(tmp_path / "outbox.sqlite"), TOKENTOOL_HOME=str(tmp_path))
+    done = subprocess.run([str(Path(sys.executable).with_name("tokentool")), "sync", "--port", "ble:TT-ADA", "--json"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    text = json.dumps(report)
+    assert "TT-ADA" in text and str(RECORDS) in text
+    bad = subprocess.run([str(Path(sys.executable).with_name("tokentool")), "sync", "--port", "ble:not a token"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and bad.stderr.startswith("tokentool: ") and "\n" == bad.stderr[-1]
+    assert bad.stderr.count("\n") == 1
