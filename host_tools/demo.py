@@ -69,6 +69,7 @@ class Demo:
         self.world_s = 10 * HOUR + 600  # the scenario's day, and ten minutes to close its records
         self.scale = self.world_s / day_s
         self.service: subprocess.Popen | None = None
+        self.clinic_air: subprocess.Popen | None = None
         self.tokens: dict[str, dict] = {}
         self.summary: dict = {}  # what happened, for tests and for anyone scripting the demo
         self.env = dict(os.environ)
@@ -80,9 +81,10 @@ class Demo:
         })
 
     # -- running commands ----------------------------------------------------------------------
-    def run(self, *argv: str, want_json: bool = True, timeout_s: float = 300) -> dict | str:
+    def run(self, *argv: str, want_json: bool = True, timeout_s: float = 300, env: dict | None = None) -> dict | str:
         command = [str(BIN / argv[0]), *argv[1:]] + (["--json"] if want_json else [])
-        done = subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(command, env={**self.env, **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout_s)
         if done.returncode != 0:
             raise DemoFailed(f"`{' '.join(argv)}` failed: {done.stderr.strip() or done.stdout.strip()}")
         return json.loads(done.stdout) if want_json else done.stdout.strip()
@@ -169,11 +171,45 @@ class Demo:
 
     def clinic_sync(self) -> None:
         say("Clinic: syncing the tokens (sets the clock, copies new records into the outbox)")
-        for name in WEARERS[1:]:
+        for name in ("chidi", "dede"):
             line = self.run("tokentool", "sync", "--port", self.tokens[name]["pty"], want_json=False)
-            detail(f"{name:7} {line}")
+            detail(f"{name:7} {line}  (USB cable)")
+        self.sync_over_bluetooth("bakari")
         uploaded = self.run("tokentool", "upload", want_json=False)
         detail(uploaded)
+
+    def sync_over_bluetooth(self, name: str) -> None:
+        """The wearer walks into the clinic and presses the button on the token: it opens a
+        Bluetooth sync window, the clinic's laptop finds it by serial and syncs without a cable.
+        The clinic room is a virtual BLE air of its own (bumble), where the token now is."""
+        token = self.tokens[name]
+        air_socket = self.workdir / "clinic-air.sock"
+        log = open(self.workdir / "clinic-air.log", "w")
+        self.clinic_air = subprocess.Popen([sys.executable, "-m", "host_tools.air", "--socket", str(air_socket)],
+                                           env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not air_socket.exists():
+            if self.clinic_air.poll() is not None or time.monotonic() > deadline:
+                raise DemoFailed(f"the clinic's Bluetooth air did not start; see {log.name}")
+            time.sleep(0.1)
+        in_clinic = {"TOKENTOOL_AIR": str(air_socket)}
+        self.run("tokentool", "virtual", "stop", "--state", token["state"])
+        self.run("tokentool", "virtual", "start", "--name", name, "--state", token["state"], "--clock", "set",
+                 env=in_clinic)
+        button = Path(token["state"]) / "button"
+        button.touch()  # the wearer presses the button
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                found = self.run("tokentool", "scan", "--timeout", "3", env=in_clinic)
+                if token["serial"] in json.dumps(found):
+                    break
+                if time.monotonic() > deadline:
+                    raise DemoFailed(f"{name}'s token never opened its Bluetooth sync window")
+        finally:
+            button.unlink(missing_ok=True)
+        line = self.run("tokentool", "sync", "--port", f"ble:{token['serial']}", want_json=False, env=in_clinic)
+        detail(f"{name:7} {line}  (Bluetooth, after a button press)")
 
     def report_positive(self) -> int:
         say("Health officer: Amina tested positive; issuing her a one-time code")
@@ -238,6 +274,12 @@ class Demo:
         for name, info in self.tokens.items():
             subprocess.run([str(BIN / "tokentool"), "virtual", "stop", "--state", info["state"]],
                            env=self.env, capture_output=True, timeout=60)
+        if self.clinic_air is not None and self.clinic_air.poll() is None:
+            self.clinic_air.terminate()
+            try:
+                self.clinic_air.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.clinic_air.kill()
         if self.service is not None and self.service.poll() is None:
             self.service.send_signal(signal.SIGINT)
             try:

@@ -32,6 +32,10 @@ def test_demo_narrates_every_step(demo):
     for step in ("matching service", "Technician", "The day passes", "Clinic: syncing",
                  "one-time code", "case report", "exposure status", "simulated community"):
         assert step in out
+    # one wearer synced over the USB cable, one over Bluetooth after pressing the button
+    assert "(USB cable)" in out
+    bluetooth = next(line for line in out.splitlines() if "(Bluetooth" in line)
+    assert "synced" in bluetooth and "new records" in bluetooth
 
 
 def test_case_report_names_the_contacts_and_the_market_with_their_times(demo):
