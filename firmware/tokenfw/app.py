@@ -217,11 +217,7 @@ class Token:
             self._last_retention = now
             self.store.enforce_retention(now)
             self.keys.prune(gaen.interval_number(now))
-            take_on_time = getattr(self.board.radio, "take_on_time", None)
-            if take_on_time is not None:
-                # What the radio really did this hour: battery life is computed from these lines.
-                on = take_on_time()
-                self.events.log("radio", "%s scan %d adv %d ms" % (self.config["profile"], on["scan_ms"], on["adv_ms"]), now)
+            self._log_radio_on_time(now)
         pressed = self.board.button.pressed()
         if now - self._last_status >= scheduler.STATUS_EVERY_S or pressed:
             self._last_status = now
@@ -237,6 +233,18 @@ class Token:
         if radio.scanning():
             wait_s = min(wait_s, 0.25)  # drain the ring buffer often while listening
         return max(0, min(_MAX_WAIT_MS, int(wait_s * 1000)))
+
+    def _log_radio_on_time(self, now):
+        """What the radio really did since the last line: battery life is computed from these.
+        The radio's counters keep running (others read them); the log gets the difference."""
+        on_time = getattr(self.board.radio, "on_time", None)
+        if on_time is None:
+            return
+        on = on_time()
+        last = self._radio_logged or {"scan_ms": 0, "adv_ms": 0}
+        self._radio_logged = on
+        self.events.log("radio", "%s scan %d adv %d ms" % (
+            self.config["profile"], on["scan_ms"] - last["scan_ms"], on["adv_ms"] - last["adv_ms"]), now)
 
     def _commit(self, now):
         self._last_commit = now
@@ -269,6 +277,7 @@ class Token:
         Ctrl-C) commits what is buffered and then propagates to the REPL."""
         now = self.clock.now()
         self._sync_used_at = now
+        self._radio_logged = None
         self._last_commit = now
         self._last_status = now - scheduler.STATUS_EVERY_S
         self._last_retention = now - scheduler.RETENTION_EVERY_S
