@@ -10,6 +10,7 @@
 # a burst of advertisements (the radio ring buffer drops and counts the excess); a technician's
 # Ctrl-C (commit what is buffered, then let KeyboardInterrupt reach the REPL).
 import gc
+import os
 
 from tokenfw import VERSION, adv, config, gaen, scheduler
 from tokenfw.clock import Clock
@@ -62,10 +63,9 @@ class Token:
         self.sync = None  # the sync protocol on the console, loaded while a host talks
         self.ble_sync = None  # the GATT service carrying it over BLE (radios that offer GATT)
         self.ble_server = None
-        self.rng = scheduler.Rng(self._rng_seed())
+        self.rng = scheduler.Rng(int.from_bytes(os.urandom(4), "little"))
         self.last_sync_at = self.config.get("last_sync_at")
         self._apply_config()
-        self._open_ble_sync()
 
     # -- configuration -------------------------------------------------------------------
     def _load_config(self):
@@ -76,11 +76,6 @@ class Token:
         elif stored is not None:
             self.events.log("config", "unreadable config ignored")
         return merged
-
-    def _rng_seed(self):
-        import os
-
-        return int.from_bytes(os.urandom(4), "little")
 
     def _apply_config(self):
         cfg = self.config
@@ -97,6 +92,7 @@ class Token:
         set_profile = getattr(self.board.radio, "set_profile", None)
         if set_profile is not None:
             set_profile(self.profile)
+        self._open_ble_sync()
 
     def _open_ble_sync(self):
         """Register the BLE sync service once the token has a serial to be found by. Radios
@@ -120,7 +116,6 @@ class Token:
             self.keys.wipe()  # keys of the old identity must not be handed out as this one's
         self.config = merged
         self._apply_config()
-        self._open_ble_sync()
 
     def wipe(self):
         """Forget every encounter, key and event, keep nothing of the previous wearer."""
