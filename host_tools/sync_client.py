@@ -80,6 +80,12 @@ class _Pending:
     overtaken: bool = False  # already re-sent because a later request was answered first
 
 
+# How many answer timeouts a first HELLO may go unanswered (12 s at the default 1.5 s): opening
+# the port resets an ESP32 DevKit (DTR/RTS), and a token that was just plugged in or reset
+# needs seconds to boot and start the app.
+HELLO_PATIENCE_TIMEOUTS = 8
+
+
 class SyncClient:
     def __init__(self, transport: Transport, *, timeout_s: float = 1.5, retries: int = 6,
                  versions: tuple[int, int] = SUPPORTED_VERSIONS) -> None:
@@ -270,7 +276,7 @@ class SyncClient:
                     self._receive(0.3)
                     if self._looks_like_repl():
                         raise self._wrong_device()
-                if pending.tries > min(self.retries, 3) or time.monotonic() - started > 4 * self.timeout_s + 1:
+                if time.monotonic() - started > HELLO_PATIENCE_TIMEOUTS * self.timeout_s:
                     raise NoAnswer(
                         f"no token answered on {self.port}; check the cable, press the token's button "
                         "or reset it, and run the command again", self.port)
