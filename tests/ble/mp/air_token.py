@@ -12,34 +12,11 @@ import json
 import os
 import select
 import sys
-import time
 
 import bluetooth
+from air_board import Quiet, Rtc
 from tokenfw import radio as radio_mod
 from tokenfw.app import Token
-
-_TICKS_MASK = 0x3FFFFFFF
-
-
-class Rtc:
-    def __init__(self, start_s, host_epoch_s, scale):
-        self.start_s = start_s
-        self.host_epoch_s = host_epoch_s
-        self.scale = scale
-        self.offset_s = 0.0
-
-    def world(self):
-        return self.start_s + (time.time() - self.host_epoch_s) * self.scale
-
-    def seconds(self):
-        return int(self.world() + self.offset_s)
-
-    def set_seconds(self, seconds):
-        self.offset_s = seconds - self.world()
-
-    def ticks_ms(self):
-        return int((time.time() - self.host_epoch_s) * self.scale * 1000) & _TICKS_MASK
-
 
 class LoggingRadio(radio_mod.Radio):
     def __init__(self, rtc):
@@ -50,20 +27,6 @@ class LoggingRadio(radio_mod.Radio):
         # Every time an identifier goes on air (a rotation, or a burst token's wake).
         radio_mod.Radio._start_advertising(self, payload, interval_ms, connectable, resp_data, rotate)
         print(json.dumps({"adv": self.rtc.seconds(), "rpi": payload[11:27].hex(), "addr": self.address.hex()}))
-
-
-class Quiet:
-    def show(self, pattern):
-        pass
-
-    def pressed(self):
-        return False
-
-    def millivolts(self):
-        return 3900
-
-    def percent(self):
-        return 80
 
 
 class Console:
@@ -107,7 +70,6 @@ def main():
         json.dump({"serial": "TT-" + name.upper(), "role": role, "identity": "private", "profile": profile}, f)
     board = Board(name, socket_path, start_s, host_epoch_s, scale)
     token = Token(board, root=root)
-    board.radio.set_profile(token.profile)  # app.py does not do this yet (docs/ble.md)
     token.clock.set(int(board.rtc.world()))
     until = token.clock.now() + run_s
     token.run(until=until)
