@@ -63,7 +63,7 @@ class Token:
         self.sync = None  # the sync protocol on the console, loaded while a host talks
         self.ble_sync = None  # the GATT service carrying it over BLE (radios that offer GATT)
         self.ble_server = None
-        self.rng = scheduler.Rng(int.from_bytes(os.urandom(4), "little"))
+        self.rng = scheduler.Rng(self._rng_seed())
         self.last_sync_at = self.config.get("last_sync_at")
         self._apply_config()
 
@@ -76,6 +76,10 @@ class Token:
         elif stored is not None:
             self.events.log("config", "unreadable config ignored")
         return merged
+
+    def _rng_seed(self):
+        """Seed of the scan schedule: random per boot (the simulator fixes it to replay a token)."""
+        return int.from_bytes(os.urandom(4), "little")
 
     def _apply_config(self):
         cfg = self.config
