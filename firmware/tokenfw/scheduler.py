@@ -30,20 +30,21 @@ PROFILES = {
         "scan_every_s": (0, 0),
     },
     # Stock MicroPython on ESP32 cannot light-sleep with BLE on, so a token that must last on
-    # a small battery wakes from deep sleep about once a minute, advertises and scans for
-    # `awake_s`, and deep-sleeps the rest (state kept across the sleep). The radio is on only
-    # while awake: advertising follows the scan windows (`advertise_while_awake`). The wake
-    # period is drawn from 50-70 s like the scan gaps: two burst tokens with one fixed period
-    # would keep their phase for ever and, once apart, never hear each other.
+    # a small battery wakes from deep sleep once a minute, advertises and scans for `awake_s`,
+    # and deep-sleeps the rest, its open encounters kept in RTC memory (tokenfw.snapshot). The
+    # radio is on only while awake (`advertise_while_awake`). Wakes fall on whole multiples of
+    # `wake_every_s` on the token's wall clock, so every burst token whose clock a clinic set
+    # is awake at the same moments as the others; how far apart their clocks drift decides how
+    # much of each window they share (docs/ble.md, "Burst profile").
     "burst": {
         "advertise": True,
         "scan": True,
         "adv_interval_ms": 250,
         "scan_window_ms": 4000,
-        "scan_every_s": (50, 70),
         "awake_s": 4,
-        "wake_every_s": 60,  # the mean wake period (power estimates, the community simulator)
+        "wake_every_s": 60,
         "advertise_while_awake": True,
+        "deep_sleep": True,
     },
 }
 
@@ -89,13 +90,25 @@ def next_rotation(t):
 
 def next_scan(after, prof, rng):
     """Start of the next scan window after a window that started at `after`."""
+    every = prof.get("wake_every_s")
+    if every:
+        return (int(after) // every + 1) * every
     low, high = prof["scan_every_s"]
     return after + rng.uniform(low, high)
 
 
 def first_scan(now, prof, rng):
-    """First scan window after boot: soon, but spread so tokens switched on together differ."""
+    """First scan window after boot: soon, but spread so tokens switched on together differ.
+    A burst token's first wake is the next whole multiple of its period (now, if on one)."""
+    every = prof.get("wake_every_s")
+    if every:
+        return -(-int(now) // every) * every
     return now + rng.uniform(0, prof["scan_every_s"][0] / 10)
+
+
+def next_wake(now, prof):
+    """When a deep-sleeping burst token must be awake again: its next wall-clock wake."""
+    return next_scan(now, prof, None)
 
 
 def scan_windows(start, end, prof, rng):

@@ -2,14 +2,17 @@
 from tokenfw import scheduler
 
 
-def test_burst_wakes_about_once_a_minute_with_a_drifting_phase():
+def test_burst_wakes_once_a_minute_on_the_wall_clock():
     prof = scheduler.profile("burst")
-    windows = list(scheduler.scan_windows(0, 6 * 3600, prof, scheduler.Rng(1)))
-    gaps = [b[0] - a[0] for a, b in zip(windows, windows[1:])]
-    assert all(50 <= g <= 70 for g in gaps)
-    assert abs(sum(gaps) / len(gaps) - 60) < 1.5
-    assert len(set(round(g) for g in gaps)) > 10  # jittered: phases between tokens drift
+    windows = list(scheduler.scan_windows(1_000_007, 1_000_007 + 6 * 3600, prof, scheduler.Rng(1)))
+    assert windows[0][0] == 1_000_020  # the next whole minute after switching on
+    assert all(start % 60 == 0 for start, _ in windows)
+    assert all(b[0] - a[0] == 60 for a, b in zip(windows, windows[1:]))
     assert all(abs((end - start) - prof["awake_s"]) < 1e-9 for start, end in windows)
+    # two tokens switched on at different moments, with different generators, share every wake
+    other = list(scheduler.scan_windows(1_000_031, 1_000_007 + 6 * 3600, prof, scheduler.Rng(99)))
+    assert {start for start, _ in other} <= {start for start, _ in windows}
+    assert scheduler.next_wake(1_000_020.5, prof) == 1_000_080
 
 
 def test_existing_profiles_keep_their_behaviour():
