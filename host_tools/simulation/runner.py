@@ -22,7 +22,7 @@ import numpy as np
 from tokenfw import records, scheduler
 from tokenfw.radio import ADV_EVENT_US
 
-from . import clinic, contacts, exposure, radio, tokens
+from . import clinic, clocks, contacts, exposure, radio, tokens
 from .community import SLOT_S, CommunityConfig, build
 
 BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
@@ -51,6 +51,7 @@ class SimulationConfig:
     processes: int = 0              # 0: every core
     clinic_path: str = "auto"       # "outbox" | "codec" | "auto" (outbox up to 500 wearers)
     max_case_reports: int = 12      # full case reports (venues, co-visitors): all cases or a sample
+    clock_sync_every_days: float = 7.0  # a clinic sets each token's clock this often (clocks.py)
 
 
 def wearable_profiles() -> list[str]:
@@ -80,6 +81,8 @@ def validate(config: SimulationConfig, profiles: list[str]) -> dict:
         raise SimulationError("the share testing positive must be above 0 and at most 0.5")
     if config.max_case_reports < 1:
         raise SimulationError("at least one full case report is needed")
+    if not 1 / 24 <= config.clock_sync_every_days <= 28:
+        raise SimulationError("the clock sync interval must be between one hour and 28 days")
     if config.clinic_path not in ("auto", "outbox", "codec"):
         raise SimulationError("the clinic path must be auto, outbox or codec")
     known = wearable_profiles()
@@ -148,12 +151,14 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
     del table
     timings["identifiers_s"] = time.perf_counter() - t
 
+    token_clocks = clocks.draw(config.seed, n, start_s, end_s, float(board["clock"]["drift_ppm"]),
+                               config.clock_sync_every_days * 86400)
     results = {}
     for profile in profiles:
         say("running every token's scan schedule and encounter log (%s profile)" % profile)
         results[profile] = _run_profile(config, c, profile, links, ident, intervals,
                                         enin0, truth, cases, teks, all_boards, tx_advertised,
-                                        processes, say, inspect)
+                                        processes, say, inspect, token_clocks)
     return {
         "config": asdict(config),
         "wearers": n,
@@ -170,15 +175,13 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
 
 
 def _run_profile(config, c, profile, links, ident, intervals, enin0, truth, cases,
-                 teks, all_boards, tx_advertised, processes, say, inspect=None) -> dict:
+                 teks, all_boards, tx_advertised, processes, say, inspect=None, token_clocks=None) -> dict:
     t0 = time.perf_counter()
     n, days = c.n, config.days
     start_s, end_s = c.start_s, c.start_s + days * 86400
     shared = {"start_s": start_s, "end_s": end_s, "profile": profile, "seed": config.seed,
               "links": links,
-              "enin0": enin0, "ident": ident, "intervals": intervals,
-              "adv_phase": tokens.first_window_offsets(start_s, profile, config.seed, n)
-              if scheduler.profile(profile).get("advertise_while_awake") else None}
+              "enin0": enin0, "ident": ident, "intervals": intervals, "clocks": token_clocks}
     logs = tokens.run_pool(tokens.aggregate_worker, list(range(n)), shared, processes)
     logs.sort(key=lambda log: log.token)
     t_tokens = time.perf_counter() - t0
@@ -355,25 +358,31 @@ def battery_days(prof: dict, scan_ms_per_day: float, all_boards: dict) -> dict:
     """Battery life per board from the radio on-time of the schedule and the board's power
     figures: receive current while scanning, transmit current for each advertising event
     (tokenfw.radio.ADV_EVENT_US of air per event), and between them either the idle current
-    (the firmware waits with time.sleep_ms: modem sleep) or light sleep (what it could reach)."""
+    (the firmware waits with time.sleep_ms: modem sleep) or light sleep (what it could reach).
+    A burst token deep-sleeps between wakes, and each wake first boots (power.wake_boot_ms at
+    power.wake_boot_ma: ROM, bootloader, MicroPython and the app) before its radio window."""
     day_ms = 86400 * 1000
     scan = scan_ms_per_day / day_ms
     # A burst token is awake awake_s every wake_every_s and deep-sleeps the rest (its comment in
-    # tokenfw.scheduler); its advertising follows the awake time. Boot time after each deep
-    # sleep is not counted (unmeasured here), so its figure is an upper bound.
-    awake = prof["awake_s"] / prof["wake_every_s"] if prof.get("wake_every_s") else 1.0
+    # tokenfw.scheduler); its advertising follows the awake time.
+    every = prof.get("wake_every_s")
+    awake = prof["awake_s"] / every if every else 1.0
     events = day_ms * awake / (prof["adv_interval_ms"] + radio.ADV_DELAY_MEAN_MS) if prof["advertise"] else 0
     adv = events * ADV_EVENT_US / 1000 / day_ms
     out = {}
     for name, b in all_boards.items():
         p = b["power"]
         mah = p.get("battery_mah") or b["battery"]["capacity_mah"]
+        boot = p["wake_boot_ms"] / 1000 / every if every and prof.get("deep_sleep") else 0.0
+        boot_ma = p["wake_boot_ma"] * boot
         radio_ma = p["rx_ma"] * scan + p["tx_ma"] * adv
-        asleep = 1.0 - awake
-        idle = radio_ma + p["idle_ma"] * max(0.0, awake - scan - adv) + p["deep_sleep_ua"] / 1000 * asleep
-        light = radio_ma + p["light_sleep_ua"] / 1000 * max(0.0, awake - scan - adv) \
+        asleep = max(0.0, 1.0 - awake - boot)
+        idle = radio_ma + boot_ma + p["idle_ma"] * max(0.0, awake - scan - adv) \
+            + p["deep_sleep_ua"] / 1000 * asleep
+        light = radio_ma + boot_ma + p["light_sleep_ua"] / 1000 * max(0.0, awake - scan - adv) \
             + p["deep_sleep_ua"] / 1000 * asleep
         out[name] = {"firmware_as_is": round(mah / idle / 24, 2), "light_sleep": round(mah / light / 24, 1),
                      "mean_ma": round(idle, 3), "mean_ma_light_sleep": round(light, 3),
+                     "wake_boot_ma": round(boot_ma, 3),
                      "battery_mah": mah, "scan_duty": round(scan, 5), "adv_duty": round(adv, 5)}
     return out

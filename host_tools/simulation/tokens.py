@@ -3,7 +3,10 @@
 - identifiers: `tokenfw.gaen.TekSchedule` (escrowed seed or private random TEKs), one RPI/AEM
   per 10-minute interval, computed for every interval in which anyone could hear the token;
 - radio schedule: `tokenfw.scheduler.scan_windows` with the token's own xorshift `Rng`, the
-  same function and generator the firmware's main loop draws its scan windows from;
+  same function and generator the firmware's main loop draws its scan windows from, on the
+  token's own clock; clocks.py places it in true time (clinic-set clock plus crystal drift).
+  A burst token advertises only while awake, so two burst tokens hear each other for as much
+  of a window as their clocks let their wakes overlap (shared_awake_s);
 - aggregation: `tokenfw.encounters.Aggregator` with the firmware's default gap and table size,
   fed every advertiser each scan window heard (one report per advertiser and window: the
   record's first/last time, scan count and RSSI mean depend on the windows, not on how many of
@@ -15,6 +18,7 @@ big read-only arrays are inherited by fork, not copied.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import random
@@ -26,6 +30,7 @@ from tokenfw import app, gaen, records, scheduler
 from tokenfw.encounters import Aggregator
 
 from . import radio
+from .clocks import Clocks
 from .community import SLOT_S
 
 INTERVAL_S = gaen.INTERVAL_S
@@ -63,26 +68,34 @@ def boot_time(sim_seed: int, token: int, start_s: int) -> int:
     return start_s - int.from_bytes(h[:4], "little") % BOOT_SPREAD_S
 
 
-def token_windows(start_s: int, end_s: int, profile_name: str, sim_seed: int, token: int) -> np.ndarray:
-    """The scan windows token `token` opens between start_s and end_s, switched on at its
-    boot_time and scheduled by the firmware's scheduler from then on."""
-    windows = scan_windows(boot_time(sim_seed, token, start_s), end_s, profile_name,
-                           schedule_seed(sim_seed, token))
-    return windows[windows[:, 0] >= start_s]
+CLOCK_MARGIN_S = 120  # clock windows beyond the run, so that every true-time window in it is kept
 
 
-def first_window_offsets(start_s: int, profile_name: str, sim_seed: int, n: int) -> np.ndarray:
-    """Seconds from start_s to each token's first scan window in the run (the phase of a
-    burst token, which then wakes every wake_every_s)."""
+def token_windows(start_s: int, end_s: int, profile_name: str, sim_seed: int, token: int,
+                  clocks: Clocks | None = None) -> np.ndarray:
+    """The scan windows token `token` opens between start_s and end_s of true time: scheduled
+    by the firmware's scheduler on the token's own clock (switched on at its boot_time), then
+    placed in true time by that clock's error (`clocks`; None: a perfect clock)."""
     prof = scheduler.profile(profile_name)
-    out = np.empty(n, dtype=np.float64)
-    for i in range(n):
-        for w_start, _ in scheduler.scan_windows(boot_time(sim_seed, i, start_s), start_s + 86400, prof,
-                                                 scheduler.Rng(schedule_seed(sim_seed, i))):
-            if w_start >= start_s:
-                out[i] = w_start - start_s
-                break
-    return out
+    if prof.get("wake_every_s"):
+        # Wakes on whole multiples of the period of the token's clock: the scheduler gives every
+        # token the same clock times, whatever its generator (computed once per run).
+        windows = _clock_schedule(start_s - CLOCK_MARGIN_S, end_s + CLOCK_MARGIN_S, profile_name)
+    else:
+        windows = scan_windows(boot_time(sim_seed, token, start_s), end_s + CLOCK_MARGIN_S,
+                               profile_name, schedule_seed(sim_seed, token))
+    if clocks is not None and len(windows):
+        shift = windows[:, 0] - clocks.to_true_time(token, windows[:, 0])
+        windows = windows - shift[:, None]
+    keep = (windows[:, 0] >= start_s) & (windows[:, 0] < end_s)
+    return windows[keep]
+
+
+@functools.lru_cache(maxsize=4)
+def _clock_schedule(start_s: float, end_s: float, profile_name: str) -> np.ndarray:
+    windows = scan_windows(start_s, end_s, profile_name, 0)
+    windows.flags.writeable = False
+    return windows
 
 
 def scan_windows(start_s: int, end_s: int, profile_name: str, rng_seed: int) -> np.ndarray:
@@ -90,6 +103,15 @@ def scan_windows(start_s: int, end_s: int, profile_name: str, rng_seed: int) -> 
     prof = scheduler.profile(profile_name)
     out = list(scheduler.scan_windows(start_s, end_s, prof, scheduler.Rng(rng_seed)))
     return np.array(out, dtype=np.float64).reshape(-1, 2)
+
+
+def shared_awake_s(window_start_s, advertiser_error_s, wake_every_s: float, awake_s: float):
+    """Seconds of a burst observer's window (true start `window_start_s`, awake_s long) during
+    which a burst advertiser whose clock is `advertiser_error_s` ahead is awake too: it wakes at
+    its clock's multiples of wake_every_s, i.e. at true times multiple - error. Arrays allowed.
+    Windows a whole period apart are the same wake; half a period apart share nothing."""
+    delta = (np.asarray(window_start_s) + advertiser_error_s) % wake_every_s
+    return np.clip(awake_s - np.minimum(delta, wake_every_s - delta), 0.0, awake_s)
 
 
 # -- identifiers -------------------------------------------------------------------------------
@@ -135,7 +157,7 @@ def _aggregate(token: int) -> TokenLog:
     s = _SHARED
     start_s, end_s, profile_name, sim_seed = s["start_s"], s["end_s"], s["profile"], s["seed"]
     prof = scheduler.profile(profile_name)
-    windows = token_windows(start_s, end_s, profile_name, sim_seed, token)
+    windows = token_windows(start_s, end_s, profile_name, sim_seed, token, s["clocks"])
     links = s["links"]
     mine = links.of(token)
     slot, adv = links.slot[mine], links.advertiser[mine]
@@ -149,14 +171,17 @@ def _aggregate(token: int) -> TokenLog:
     faded = rssi[link_of] + rng.normal(0.0, radio.FADING_SIGMA_DB, len(link_of))
     packets = radio.advertisements_per_window(prof["scan_window_ms"], prof["adv_interval_ms"])
     if prof.get("advertise_while_awake"):
-        # A burst token is on air only while awake (its own scan windows): another token hears
-        # it only for the part of its window that overlaps the advertiser's. Beacons always are.
-        n_wearers = len(s["adv_phase"])
+        # A burst token is on air only while awake: from each whole multiple of wake_every_s on
+        # its own clock, for awake_s, i.e. at true time multiple - error. Another token hears it
+        # only for the part of its own window that overlaps that; beacons always advertise.
+        clocks = s["clocks"]
+        n_wearers = len(clocks.drift)
         a_link = adv[link_of]
         wearer = a_link < n_wearers
         every, awake = prof["wake_every_s"], prof["awake_s"]
-        delta = (windows[window_of, 0] - start_s - s["adv_phase"][np.minimum(a_link, n_wearers - 1)]) % every
-        overlap = np.clip(awake - np.minimum(delta, every - delta), 0.0, awake)
+        t_window = windows[window_of, 0]
+        overlap = shared_awake_s(t_window, clocks.error_s(np.minimum(a_link, n_wearers - 1), t_window),
+                                 every, awake)
         on_air = np.floor(overlap * 1000.0 / (prof["adv_interval_ms"] + radio.ADV_DELAY_MEAN_MS))
         packets = np.where(wearer, on_air, packets)
     p_packet = radio.packet_success(faded, in_range[link_of], prof["adv_interval_ms"])

@@ -6,9 +6,13 @@ import sys
 
 import pytest
 
-from host_tools.simulation import contacts, tokens
+import numpy as np
+
+from host_tools.simulation import clocks, contacts, tokens
 from host_tools.simulation.community import SLOT_S, CommunityConfig, build
-from host_tools.simulation.runner import SimulationConfig, SimulationError, simulate, wearable_profiles
+from host_tools.simulation.runner import (SimulationConfig, SimulationError, battery_days, simulate,
+                                          wearable_profiles)
+from host_tools.simulation.runner import boards as runner_boards
 from tokenfw import app, scheduler
 
 SMALL = SimulationConfig(population=120, days=2, seed=7, processes=1, clinic_path="codec")
@@ -127,6 +131,52 @@ def test_scan_windows_are_the_ones_the_firmware_main_loop_opens(tmp_path, profil
     for (at, duration_ms), (w_start, w_end) in zip(opened, expected):
         assert duration_ms == window_ms == round((w_end - w_start) * 1000)
         assert 0 <= at - w_start < 1.0  # the loop wakes within a second of the due time
+
+
+def test_a_burst_token_wakes_when_the_firmware_scheduler_says_on_its_own_clock():
+    """Burst windows are whole minutes of the token's clock (one schedule, computed once), the
+    same the scheduler gives that token from its boot; a perfect clock leaves them there."""
+    start, end = 1772323200, 1772323200 + 6 * 3600
+    prof = scheduler.profile("burst")
+    for token in (0, 5, 99):
+        own = tokens.scan_windows(tokens.boot_time(7, token, start), end, "burst", tokens.schedule_seed(7, token))
+        own = own[own[:, 0] >= start]
+        assert (tokens.token_windows(start, end, "burst", 7, token) == own).all()
+        assert (own[:, 0] % prof["wake_every_s"] == 0).all()
+
+
+def test_a_token_clock_is_set_within_a_second_at_each_sync_and_drifts_by_its_crystal():
+    start, end = 1772323200, 1772323200 + 14 * 86400
+    week = 7 * 86400
+    c = clocks.draw(7, 500, start, end, drift_ppm=20, sync_every_s=week)
+    syncs = c.first_sync_s[:, None] + week * np.arange(3)[None, :]
+    after = np.array([c.error_s(np.arange(500), syncs[:, k] + 1e-3) for k in range(3)])
+    assert (after < 0).all() and (after > -1.1).all()       # set to whole seconds, a serial trip late
+    before = np.array([c.error_s(np.arange(500), syncs[:, k] - 1e-3) for k in (1, 2)])
+    assert np.abs(before - after[:2]).max() <= 20e-6 * week + 1e-6
+    assert np.abs(before - after[:2]).max() > 0.8 * 20e-6 * week    # some crystals are near the edge
+    # A token's windows move with its clock: the same minute marks, shifted by minus the error.
+    w = tokens.token_windows(start, start + 3600, "burst", 7, 3, c)
+    assert np.allclose(w[:, 0] + c.error_s(3, w[:, 0]), np.round(w[:, 0] + c.error_s(3, w[:, 0])))
+
+
+def test_two_burst_tokens_share_as_much_of_a_window_as_their_clocks_agree():
+    window = np.array([600.0, 600.0, 600.0, 600.0, 660.0])
+    error = np.array([0.0, 1.5, -3.0, 30.0, 59.0])
+    assert tokens.shared_awake_s(window, error, 60, 4).tolist() == [4.0, 2.5, 1.0, 0.0, 3.0]
+
+
+def test_burst_battery_pays_for_booting_at_every_wake():
+    prof = scheduler.profile("burst")
+    boards = runner_boards()
+    with_boot = battery_days(prof, 5760 * 1000, boards)
+    no_boot = battery_days(prof, 5760 * 1000,
+                           {k: {**b, "power": {**b["power"], "wake_boot_ms": 0}} for k, b in boards.items()})
+    for name, b in boards.items():
+        p = b["power"]
+        extra_ma = p["wake_boot_ma"] * p["wake_boot_ms"] / 1000 / prof["wake_every_s"]
+        assert with_boot[name]["mean_ma"] == pytest.approx(no_boot[name]["mean_ma"] + extra_ma, abs=2e-3)
+        assert with_boot[name]["firmware_as_is"] < no_boot[name]["firmware_as_is"]
 
 
 # -- end to end -----------------------------------------------------------------------------------
