@@ -60,6 +60,30 @@ class SightingIndex:
         self._mask = np.uint64((1 << bits) - 1)
         self._present = np.zeros(1 << bits, dtype=bool)
         self._present[(hi & self._mask).astype(np.intp)] = True
+        self._scan_gaps: dict[str, float] | None = None
+        self._observer_code: dict[str, int] | None = None
+        self._observer_of: np.ndarray | None = None
+
+    def by_observers(self, positions: np.ndarray, observers: set[str]) -> np.ndarray:
+        """Mask over sighting `positions`: True where the sighting is in one of these
+        observers' logs (observer codes built once, on first use)."""
+        if self._observer_of is None:
+            code: dict[str, int] = {}
+            self._observer_of = np.fromiter((code.setdefault(s.observer, len(code))
+                                             for s in self.sightings), dtype=np.int64,
+                                            count=len(self.sightings))
+            self._observer_code = code
+        wanted = np.array([self._observer_code[o] for o in observers if o in self._observer_code],
+                          dtype=np.int64)
+        return np.isin(self._observer_of[positions], wanted)
+
+    def scan_gaps(self, observers: Iterable[str]) -> dict[str, float]:
+        """risk.scan_gaps of these observers over every indexed sighting. Every join weights its
+        single-scan records with it, so it is computed once for all observers (one pass over
+        the index) instead of once per join (a case report makes one join per venue visit)."""
+        if self._scan_gaps is None:
+            self._scan_gaps = scan_gaps(self.sightings)
+        return {o: self._scan_gaps[o] for o in observers if o in self._scan_gaps}
 
     def __len__(self) -> int:
         return len(self.sightings)
@@ -136,12 +160,17 @@ def _match(s: Sighting, sender: str, tek: bytes, enin: int, tx: int, report_type
         clock_unset=s.clock_unset)
 
 
-def _matches(accepted: list[tuple], gaps_from: Iterable[Sighting], config: RiskConfig
-             ) -> list[Match]:
+def _matches(accepted: list[tuple], gaps_from: Iterable[Sighting] | SightingIndex,
+             config: RiskConfig) -> list[Match]:
     """Matches for accepted (sighting, sender, tek, enin, tx, report_type) tuples, single-scan
     records weighted with their observer's usual scan spacing (from `gaps_from`)."""
     observers = {a[0].observer for a in accepted if a[0].scans <= 1}   # who needs a spacing
-    gaps = scan_gaps(gaps_from, observers) if observers else {}
+    if not observers:
+        gaps = {}
+    elif isinstance(gaps_from, SightingIndex):
+        gaps = gaps_from.scan_gaps(observers)
+    else:
+        gaps = scan_gaps(gaps_from, observers)
     matches = [_match(s, sender, tek, enin, tx, report_type, config, gaps.get(s.observer))
                for s, sender, tek, enin, tx, report_type in accepted]
     matches.sort(key=lambda m: (m.observer, m.first_seen, m.seq))
@@ -203,7 +232,7 @@ def match_keys(sightings: Sequence[Sighting] | SightingIndex, keys: Iterable[Dia
             rejections.append(Rejection(s.observer, s.seq, key.source, tx))
             continue
         accepted.append((s, key.source, key.tek, enin, tx, key.report_type))
-    return MatchResult(_matches(accepted, index.sightings, config), rejections)
+    return MatchResult(_matches(accepted, index, config), rejections)
 
 
 def _needed_intervals(sightings: Sequence[Sighting], tolerance: int) -> dict[int, np.ndarray]:
@@ -331,10 +360,13 @@ def resolve_escrowed(sightings: Sequence[Sighting], devices: Sequence[EscrowedDe
 
 def devices_sightings(devices: Sequence[EscrowedDevice], plan: dict[int, np.ndarray],
                       index: SightingIndex, config: RiskConfig,
-                      report_type: int = REPORT_CONFIRMED_TEST) -> MatchResult:
+                      report_type: int = REPORT_CONFIRMED_TEST,
+                      observers: set[str] | None = None) -> MatchResult:
     """Every sighting in `index` of these escrowed devices' RPIs for the intervals in `plan`
     (day -> interval numbers of that day), validated like the other joins: all devices' RPIs
-    in one lookup. Used for venue beacons (visits, presence)."""
+    in one lookup. Used for venue beacons (visits, presence). `observers`: only sightings in
+    these tokens' logs (the others are neither checked nor returned: at national scale a
+    fortnight of every venue's identifiers is heard millions of times)."""
     devices = list(devices)
     days = sorted(d for d, enins in plan.items() if len(enins))
     if not devices or not days or not len(index):
@@ -351,6 +383,9 @@ def devices_sightings(devices: Sequence[EscrowedDevice], plan: dict[int, np.ndar
                                      blocks))
     blob = b"".join(parts)
     cand, found = index.find(_hi(blob))
+    if observers is not None:
+        mine = index.by_observers(found, observers)
+        cand, found = cand[mine], found[mine]
     accepted, rejections = [], []
     keys: dict[tuple[int, int], tuple[bytes, bytes]] = {}
     for c, si in zip(cand.tolist(), found.tolist()):
@@ -370,7 +405,7 @@ def devices_sightings(devices: Sequence[EscrowedDevice], plan: dict[int, np.ndar
             rejections.append(Rejection(s.observer, s.seq, device.serial, tx))
         else:
             accepted.append((s, device.serial, tek, enin, tx, report_type))
-    return MatchResult(_matches(accepted, index.sightings, config), rejections)
+    return MatchResult(_matches(accepted, index, config), rejections)
 
 
 def interval_plan(first_interval: int, last_interval: int) -> dict[int, np.ndarray]:

@@ -153,5 +153,4 @@ def _venue_presence(relevant: Iterable[Sighting], rpis: set[bytes],
     observers = {s.observer for s in candidates}
     slack = -(-config.venue_presence_s // INTERVAL_S) + config.interval_tolerance
     plan = _needed_intervals(candidates, slack)
-    found = devices_sightings(venues, plan, index, config)
-    return [m for m in found.matches if m.observer in observers]
+    return devices_sightings(venues, plan, index, config, observers=observers).matches

@@ -155,3 +155,7 @@ def test_venue_lookup_for_many_beacons_at_once_equals_one_at_a_time(town):
     key = lambda m: (m.observer, m.seq, m.sender, m.enin)  # noqa: E731
     assert sorted(together, key=key) == sorted(apart, key=key)
     assert {m.observer for m in together} == {"TT-A", "TT-C", "TT-D"}
+    # Asking only for some tokens' logs gives exactly their part of the answer.
+    only = devices_sightings(venues, interval_plan(lo, hi), index, config, observers={"TT-C", "TT-X"}).matches
+    assert sorted(only, key=key) == sorted([m for m in together if m.observer == "TT-C"], key=key)
+    assert index.scan_gaps({"TT-A", "TT-NONE"}).keys() <= {"TT-A"}
