@@ -1,6 +1,7 @@
 # Token entry point: read the board description, open its hardware adapters, run the app.
 # On an ESP32 this is /main.py (or frozen); on the virtual token vboot.py imports it after
 # mounting the flash image.
+import gc
 import json
 
 from tokenfw.app import Token
@@ -19,4 +20,12 @@ def open_board():
     return _import(board_config["hal"]).open_board(board_config)
 
 
-Token(open_board()).run()
+board = open_board()
+while True:
+    # run() returns only when the power profile deep-sleeps until its next wake. An ESP32
+    # never comes back from deep_sleep (it wakes with a reset and runs this file again); a
+    # board that cannot sleep that way (the unix port) returns once the time has passed, with
+    # RAM to be treated as lost: a new Token starts from RTC memory, as after a real wake.
+    sleep_ms = Token(board).run()
+    gc.collect()
+    board.deep_sleep(sleep_ms)

@@ -27,6 +27,9 @@ class SimRtc:
     def ticks_ms(self):
         return int(self.now_s * 1000) & 0x3FFFFFFF
 
+    def milliseconds(self):
+        return int(self.now_s * 1000)
+
 
 class SimRadio:
     """Hears a crowd described by `crowd(t) -> iterable of (device_id, rssi)`."""
@@ -56,6 +59,9 @@ class SimRadio:
 
     def scanning(self):
         return self.rtc.now_s < self.scan_until
+
+    def stop_scan(self):
+        self.scan_until = min(self.scan_until, self.rtc.now_s)
 
     @staticmethod
     def rpi_of(device_id, interval):
@@ -135,6 +141,24 @@ class Board:
         self.button = SimButton()
         self.battery = SimBattery()
         self.console = SimConsole(self.rtc)
+        self.deep_sleeps = 0
+        self._rtc_memory = None
+        self._woke = False
+
+    # Deep sleep as hal_virtual emulates it: time passes with the radio off, RAM is lost by
+    # contract (the caller builds a new Token), RTC memory is kept.
+    def rtc_memory(self, data):
+        self._rtc_memory = bytes(data)
+
+    def wake_memory(self):
+        return self._rtc_memory if self._woke else None
+
+    def deep_sleep(self, ms):
+        self.radio.stop_advertising()
+        self.rtc.now_s += ms / 1000
+        self.radio = SimRadio(self.rtc, self.radio.crowd)  # a fresh controller after the wake
+        self._woke = True
+        self.deep_sleeps += 1
 
 
 def open_board(board_config, start_s=1767225600, crowd=None):

@@ -12,6 +12,8 @@
 #   led PATTERN           -> ok
 #   button                -> ok 0|1
 #   battery               -> ok MILLIVOLTS
+#   usb                   -> ok 0|1        (USB power: a host has the console port open)
+#   sleep MS              -> ok            (the token deep-sleeps MS token milliseconds)
 #
 # World time (shared by every token on one air) = START_S + (host time - HOST_EPOCH_S) x
 # TIME_SCALE. The RTC reads world time + RTC_OFFSET_S; the offset lives in the supervisor, so a
@@ -25,6 +27,13 @@
 # over the virtual `bluetooth` module instead (boards/virtual/bluetooth.py, on the flash image):
 # advertisements, scans and the BLE sync service then go through a real BLE stack, and host
 # tools reach the token with bleak. The air's time scale must match the token's.
+#
+# Deep sleep (Board.deep_sleep) cannot reset the unix port, so it emulates what an ESP32 keeps
+# and loses: the radio goes off (the bumble device leaves the air), console input is lost (the
+# UART is off), time passes at the world's scale, and the sleep ends at its time, on the button
+# (ext0) or on USB power (ext1 on the VBUS sense pin). RAM is lost by contract: main.py builds a
+# new Token, which finds only what it put in rtc_memory() (wake_memory()), the board adapters
+# are opened afresh, and a power cut still loses everything.
 #
 # Edge cases: the supervisor gone (socket errors -> the radio goes quiet, nothing raises into
 # the app loop), a flood of reports (the radio's fixed ring buffer drops and counts), time scale > 1
@@ -51,6 +60,8 @@ _IRQ_SCAN_DONE = const(6)
 _ADDR_RANDOM = const(1)
 _ADV_NONCONN_IND = const(3)
 _PEER_ADDR = b"\xc0\x00\x00\x00\x00\x00"  # the stand-in air does not carry addresses
+_SLEEP_POLL_MS = const(50)  # how often a sleeping token checks its wake pins (host time)
+RTC_MEMORY_BYTES = const(2048)  # as machine.RTC().memory() on the ESP32 port
 
 
 class Link:
@@ -132,6 +143,9 @@ class Rtc:
 
     def ticks_ms(self):
         return int((self.world() - self.start_s) * 1000) & _TICKS_MASK
+
+    def milliseconds(self):
+        return int((self.world() + self.offset_s) * 1000)
 
 
 class StandInBLE:
@@ -282,6 +296,11 @@ class Console:
 
 class Board:
     def __init__(self, board_config, socket_path):
+        self._rtc_memory = None  # survives deep_sleep(), not a power cut (a new process)
+        self._woke_from_sleep = False
+        self._open(board_config, socket_path)
+
+    def _open(self, board_config, socket_path):
         self.link = Link(socket_path)
         fields = self.link.ask(b"hello").split()
         if len(fields) < 7 or fields[0] != b"ok":
@@ -313,6 +332,38 @@ class Board:
 
     def sleep_ms(self, ms):
         time.sleep_ms(int(ms / self.rtc.scale()))
+
+    def usb_powered(self):
+        return self.link.ask(b"usb") == b"ok 1"
+
+    # -- deep sleep (see the module comment) ------------------------------------------------------
+    def rtc_memory(self, data):
+        if len(data) > RTC_MEMORY_BYTES:
+            raise ValueError("RTC memory holds %d bytes" % RTC_MEMORY_BYTES)
+        self._rtc_memory = bytes(data)
+
+    def wake_memory(self):
+        """What rtc_memory() held before the last deep sleep, after a wake from it; else None."""
+        return self._rtc_memory if self._woke_from_sleep else None
+
+    def deep_sleep(self, ms):
+        self.radio.stop_scan()
+        self.radio.stop_advertising()
+        if self.console.air is not None:
+            self.console.air.BLE().active(False)  # the controller is off: gone from the air
+        self.link.ask(b"sleep %d" % ms)
+        wake_at = self.rtc.world() + ms / 1000
+        deaf = select.poll()
+        deaf.register(self.console.stdin, select.POLLIN)
+        while True:
+            left_s = wake_at - self.rtc.world()
+            if left_s <= 0 or self.button.pressed() or self.usb_powered():
+                break
+            if deaf.poll(max(1, min(_SLEEP_POLL_MS, int(left_s * 1000 / self.rtc.scale())))):
+                self.console.stdin.read(1)  # the UART is off: what arrives now is lost
+        self.link.close()
+        self._open(self.config, self.link.path)
+        self._woke_from_sleep = True
 
 
 def open_board(board_config):

@@ -9,10 +9,16 @@
 # amber); a full or corrupted flash (the store drops oldest data and counts, logging goes on);
 # a burst of advertisements (the radio ring buffer drops and counts the excess); a technician's
 # Ctrl-C (commit what is buffered, then let KeyboardInterrupt reach the REPL).
+#
+# Deep sleep (the `burst` profile): between wakes run() returns how long to sleep and the board
+# deep-sleeps (main.py). Nothing but RTC memory survives, so the loop first commits the log and
+# packs its open encounters and counters there (tokenfw.sleepstate); the next boot finds them
+# and carries on. A token stays awake while a host talks to it, while a sync window is open, on
+# USB power, and for two minutes after a power-on or reset (a technician's REPL).
 import gc
 import os
 
-from tokenfw import VERSION, adv, config, gaen, scheduler
+from tokenfw import VERSION, adv, config, gaen, scheduler, sleepstate
 from tokenfw.clock import Clock
 from tokenfw.encounters import Aggregator
 from tokenfw.eventlog import EventLog
@@ -31,8 +37,11 @@ LOG_DIR = "/log"
 KEYS_PATH = "/keys.bin"
 EVENTS_PATH = "/events.bin"
 
-_MAX_WAIT_MS = const(1000)
-_SYNC_IDLE_S = const(120)  # unload the sync stack this long after the host went quiet  # wake at least once a second for the button and housekeeping
+_MAX_WAIT_MS = const(1000)  # wake at least once a second for the button and housekeeping
+_SYNC_IDLE_S = const(120)  # unload the sync stack this long after the host went quiet
+_COLD_BOOT_AWAKE_S = const(120)  # no deep sleep this long after a power-on or reset
+_MIN_DEEP_SLEEP_MS = const(2000)  # shorter gaps are waited out awake: every wake costs a boot
+_TICKS_MASK = const(0x3FFFFFFF)
 _LOW_BATTERY_PERCENT = const(15)
 _SYNC_OVERDUE_S = const(7 * 86400)  # amber when the log has not been synced for a week
 
@@ -65,7 +74,9 @@ class Token:
         self.ble_server = None
         self.rng = scheduler.Rng(self._rng_seed())
         self.last_sync_at = self.config.get("last_sync_at")
+        self._usb_was_powered = False
         self._apply_config()
+        self._resumed = self._resume()
 
     # -- configuration -------------------------------------------------------------------
     def _load_config(self):
@@ -109,6 +120,25 @@ class Token:
         from tokenfw.ble_sync import BleSync
 
         self.ble_sync = BleSync(radio, self.config["serial"])
+
+    def _resume(self):
+        """After a deep-sleep wake, the state packed before the sleep (tokenfw.sleepstate), its
+        open encounters back in the aggregator; None after a power-on or reset."""
+        wake_memory = getattr(self.board, "wake_memory", None)
+        memory = wake_memory() if wake_memory is not None else None
+        if memory is None:
+            return None
+        state = sleepstate.unpack(memory)
+        try:
+            if state is None:
+                raise ValueError
+            self.aggregator.restore(state[5])
+        except ValueError:
+            # Go on as after a power-on: the log on flash is whole, the open encounters are gone.
+            self.events.log("sleep", "open encounters lost: RTC memory damaged")
+            return None
+        self.scan_id = state[0]
+        return state
 
     def reconfigure(self, new_config):
         """Save a new configuration atomically and start using it (PROVISION, TIME settings)."""
@@ -202,7 +232,7 @@ class Token:
             if self.next_scan_at is None:
                 self.next_scan_at = scheduler.first_scan(now, self.profile, self.rng)
             if now >= self.next_scan_at and not radio.scanning():
-                self.scan_id += 1
+                self.scan_id = (self.scan_id + 1) & 0xFFFF  # kept as 16 bits across deep sleep
                 radio.start_scan(self.profile["scan_window_ms"])
                 self.next_scan_at = scheduler.next_scan(self.next_scan_at, self.profile, self.rng)
                 if self.next_scan_at <= now:  # we slept through windows (a long sync, a stall)
@@ -221,9 +251,14 @@ class Token:
         if now - self._last_status >= scheduler.STATUS_EVERY_S or pressed:
             self._last_status = now
             self.board.led.show(self.status(now))
+        usb_powered = self._usb_powered()
+        plugged_in = usb_powered and not self._usb_was_powered
+        self._usb_was_powered = usb_powered
         if self.ble_sync is not None:
-            if pressed and not self.ble_sync.window_open():
-                self.ble_sync.open_window(now)  # the wearer's button opens a BLE sync window
+            # The wearer's button, or plugging into USB power, opens a BLE sync window. Only
+            # the moment of plugging in: a token charging overnight must go on advertising.
+            if (pressed or plugged_in) and not self.ble_sync.window_open():
+                self.ble_sync.open_window(now)
             self.ble_sync.tick(now)
         due = [scheduler.next_rotation(now), self._last_commit + scheduler.COMMIT_EVERY_S]
         if self.profile["scan"]:
@@ -233,17 +268,69 @@ class Token:
             wait_s = min(wait_s, 0.25)  # drain the ring buffer often while listening
         return max(0, min(_MAX_WAIT_MS, int(wait_s * 1000)))
 
-    def _log_radio_on_time(self, now):
-        """What the radio really did since the last line: battery life is computed from these.
-        The radio's counters keep running (others read them); the log gets the difference."""
+    def _usb_powered(self):
+        usb_powered = getattr(self.board, "usb_powered", None)
+        return usb_powered is not None and usb_powered()
+
+    # -- what the token did, for battery life ------------------------------------------------------
+    def _radio_on_time(self):
         on_time = getattr(self.board.radio, "on_time", None)
-        if on_time is None:
-            return
-        on = on_time()
-        last = self._radio_logged or {"scan_ms": 0, "adv_ms": 0}
-        self._radio_logged = on
-        self.events.log("radio", "%s scan %d adv %d ms" % (
-            self.config["profile"], on["scan_ms"] - last["scan_ms"], on["adv_ms"] - last["adv_ms"]), now)
+        return on_time() if on_time is not None else {"scan_ms": 0, "adv_ms": 0}
+
+    def _counters(self):
+        """Radio and awake/asleep time since the last "radio" log line, deep sleeps included.
+        The radio's counters keep running (others read them); these are differences."""
+        counters = dict(self._unlogged)
+        on = self._radio_on_time()
+        counters["scan_ms"] += on["scan_ms"] - self._radio_base["scan_ms"]
+        counters["adv_ms"] += on["adv_ms"] - self._radio_base["adv_ms"]
+        counters["awake_ms"] += (self.clock.ticks_ms() - self._awake_since_ms) & _TICKS_MASK
+        return counters
+
+    def _start_counting(self, unlogged):
+        self._unlogged = unlogged
+        self._radio_base = self._radio_on_time()
+        self._awake_since_ms = self.clock.ticks_ms()
+
+    def _log_radio_on_time(self, now):
+        """What the radio really did since the last line: battery life is computed from these."""
+        c = self._counters()
+        self._start_counting(dict.fromkeys(sleepstate.COUNTERS, 0))
+        self.events.log("radio", "%s scan %d adv %d ms" % (self.config["profile"], c["scan_ms"], c["adv_ms"]), now)
+        if self.profile.get("deep_sleep"):
+            self.events.log("sleep", "awake %d asleep %d s wakes %d" % (
+                c["awake_ms"] // 1000, c["asleep_ms"] // 1000, c["wakes"]), now)
+
+    # -- deep sleep -------------------------------------------------------------------------------
+    def _deep_sleep_ms(self, now):
+        """How long the token may deep-sleep now (0: stay awake)."""
+        if not self.profile.get("deep_sleep") or not hasattr(self.board, "deep_sleep"):
+            return 0
+        if now < self._stay_awake_until or self.sync is not None or self.ble_server is not None:
+            return 0
+        if self.board.radio.scanning() or (self.ble_sync is not None and self.ble_sync.window_open()):
+            return 0
+        if self._usb_powered():
+            return 0
+        sleep_ms = self.clock.ms_until(scheduler.next_wake(now, self.profile))
+        return sleep_ms if sleep_ms >= _MIN_DEEP_SLEEP_MS else 0
+
+    def _prepare_deep_sleep(self, now, sleep_ms):
+        """Commit the log and pack what must outlive the sleep into RTC memory."""
+        radio = self.board.radio
+        radio.stop_scan()
+        radio.stop_advertising()
+        self.aggregator.tick(now)
+        encounters = self.aggregator.snapshot()
+        if sleepstate.HEADER_BYTES + len(encounters) + 4 > sleepstate.RTC_MEMORY_BYTES:
+            self.aggregator.close_all(now)  # more than RTC memory holds: log them now
+            encounters = b""
+        self._commit(now)
+        counters = self._counters()
+        counters["asleep_ms"] += sleep_ms
+        counters["wakes"] += 1
+        self.board.rtc_memory(sleepstate.pack(self.scan_id, self._last_commit, self._last_status,
+                                              self._last_retention, counters, encounters))
 
     def _commit(self, now):
         self._last_commit = now
@@ -272,24 +359,40 @@ class Token:
         self.ble_server.feed(data, write)
 
     def run(self, until=None):
-        """Run until `until` (token clock seconds) or forever. KeyboardInterrupt (a technician's
-        Ctrl-C) commits what is buffered and then propagates to the REPL."""
+        """Run until `until` (token clock seconds) or forever; returns how long to deep-sleep
+        (ms) when the profile sleeps between wakes, None at `until`. KeyboardInterrupt (a
+        technician's Ctrl-C) commits what is buffered and then propagates to the REPL."""
         now = self.clock.now()
         self._sync_used_at = now
-        self._radio_logged = None
-        self._last_commit = now
-        self._last_status = now - scheduler.STATUS_EVERY_S
-        self._last_retention = now - scheduler.RETENTION_EVERY_S
-        self.events.log("boot", "firmware %s role %s" % (self.version, self.config["role"]), now)
+        resumed = self._resumed
+        if resumed is None:
+            self._last_commit = now
+            self._last_status = now - scheduler.STATUS_EVERY_S
+            self._last_retention = now - scheduler.RETENTION_EVERY_S
+            self._stay_awake_until = now + _COLD_BOOT_AWAKE_S
+            self._start_counting(dict.fromkeys(sleepstate.COUNTERS, 0))
+            self.events.log("boot", "firmware %s role %s" % (self.version, self.config["role"]), now)
+        else:
+            _, self._last_commit, self._last_status, self._last_retention, unlogged, _ = resumed
+            self._stay_awake_until = now
+            self._start_counting(unlogged)
+        asleep = False
         try:
             while until is None or now < until:
                 wait_ms = self.step(now)
+                sleep_ms = self._deep_sleep_ms(now)
+                if sleep_ms:
+                    self._prepare_deep_sleep(now, sleep_ms)
+                    asleep = True
+                    return sleep_ms
                 self.board.console.wait(wait_ms)
                 now = self.clock.now()
                 self.handle_console(now)
         finally:
-            self.aggregator.close_all(self.clock.now())
-            self.store.commit()
+            if not asleep:  # a sleeping token's open encounters are in RTC memory
+                self.aggregator.close_all(self.clock.now())
+                self.store.commit()
+        return None
 
 
 # The sync stack's bytecode is a third of the app's RAM when it is loaded from the filesystem

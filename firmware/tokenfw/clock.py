@@ -69,6 +69,15 @@ class Clock:
     def ticks_ms(self):
         return self._rtc.ticks_ms()
 
+    def ms_until(self, unix_s):
+        """Milliseconds from now to the whole second `unix_s` (negative once past), to the
+        millisecond where the RTC tells them (`milliseconds()`, port epoch), so tokens that
+        sleep until the same second wake together."""
+        milliseconds = getattr(self._rtc, "milliseconds", None)
+        if milliseconds is None:
+            return (unix_s - self.now()) * 1000
+        return (unix_s - self._offset) * 1000 - milliseconds()
+
     def is_set(self):
         """True when a host set the clock and the RTC has not been reset since."""
         return self.last_set_at is not None and self.now() >= MIN_PLAUSIBLE_UNIX

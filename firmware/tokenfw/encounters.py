@@ -23,6 +23,12 @@
 #
 # Sightings with a wrong-size RPI/AEM or an RSSI outside -127..20 dBm (127 is HCI's "not
 # available") are ignored and counted in `rejected`.
+#
+# A burst token deep-sleeps between wakes and loses its RAM: snapshot() packs the open
+# encounters (SNAPSHOT_SLOT_BYTES each) for the RTC memory that survives the sleep, and
+# restore() reopens them after the wake, so a contact heard across many wakes stays one record.
+import struct
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -34,6 +40,9 @@ from tokenfw.records import FLAG_CLOCK_UNSET, FLAG_EVICTED, Encounter
 _INTERVAL_S = const(600)
 _RSSI_MIN = const(-127)
 _RSSI_MAX = const(20)
+# rpi, aem, enin, first, last, scans, scan_id, rssi_max, rssi_sum, count, flags
+_SLOT_FORMAT = "<16s4sIHHHIbiHB"
+SNAPSHOT_SLOT_BYTES = struct.calcsize(_SLOT_FORMAT)
 
 
 class Aggregator:
@@ -148,6 +157,38 @@ class Aggregator:
                 if self._rpi[slot] is not None and (oldest < 0 or self._before(slot, oldest, self._first)):
                     oldest = slot
             self._close(oldest, 0)
+
+    # -- across a deep sleep ---------------------------------------------------------------------
+    def snapshot(self):
+        """The open encounters as bytes (len = open_count() * SNAPSHOT_SLOT_BYTES)."""
+        parts = []
+        for slot in range(self.max_open):
+            if self._rpi[slot] is not None:
+                parts.append(struct.pack(
+                    _SLOT_FORMAT, self._rpi[slot], self._aem[slot], self._enin[slot], self._first[slot],
+                    self._last[slot], self._scans[slot], self._scan_id[slot], self._rssi_max[slot],
+                    self._rssi_sum[slot], self._count[slot], self._flags[slot]))
+        return b"".join(parts)
+
+    def restore(self, data):
+        """Reopen the encounters of a snapshot(); ValueError (nothing restored) when `data` is
+        not one, or holds more than this table or a slot that could not have been made."""
+        size = SNAPSHOT_SLOT_BYTES
+        if len(data) % size or len(data) // size > self.max_open or self._index:
+            raise ValueError("not a snapshot of open encounters")
+        slots = [struct.unpack_from(_SLOT_FORMAT, data, i * size) for i in range(len(data) // size)]
+        for rpi, _, _, first, last, scans, _, rssi_max, _, count, _ in slots:
+            if (rpi in self._index or not first <= last < _INTERVAL_S or not scans or not count
+                    or not _RSSI_MIN <= rssi_max <= _RSSI_MAX):
+                self._index.clear()
+                raise ValueError("snapshot holds an impossible encounter")
+            self._index[rpi] = None  # duplicate check; slots assigned below
+        self._index.clear()
+        for slot, fields in enumerate(slots):
+            (self._rpi[slot], self._aem[slot], self._enin[slot], self._first[slot], self._last[slot],
+             self._scans[slot], self._scan_id[slot], self._rssi_max[slot], self._rssi_sum[slot],
+             self._count[slot], self._flags[slot]) = fields
+            self._index[fields[0]] = slot
 
     # -- internals ----------------------------------------------------------------------------
     def _before(self, a, b, offsets):

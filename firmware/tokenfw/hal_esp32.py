@@ -4,7 +4,7 @@
 #            scanning(), take_reports(callback(adv_data, rssi)), dropped
 #   led      show(pattern)      button  pressed()      battery  millivolts(), percent()
 #   console  read_available(), write(data), wait(timeout_ms)
-#   sleep_ms(ms)
+#   sleep_ms(ms), usb_powered(), rtc_memory(data), wake_memory(), deep_sleep(ms)
 # Pins and calibration come from /board.json (boards/<board>/board.json in the repository).
 #
 # The radio is tokenfw.radio.Radio over MicroPython's `bluetooth` (its IRQ handler only copies
@@ -14,6 +14,7 @@ import select
 import sys
 import time
 
+import esp32
 import machine
 from micropython import const
 
@@ -39,6 +40,9 @@ class Rtc:
 
     def ticks_ms(self):
         return time.ticks_ms()
+
+    def milliseconds(self):
+        return time.time_ns() // 1000000
 
 
 class Led:
@@ -82,9 +86,24 @@ class Button:
         if pins.get("button") is not None:
             pull = machine.Pin.PULL_UP if self._pressed_level == 0 else machine.Pin.PULL_DOWN
             self._pin = machine.Pin(pins["button"], machine.Pin.IN, pull)
+        # A press that woke the token from deep sleep (ext0) counts once, released or not.
+        self._woke_us = machine.reset_cause() == machine.DEEPSLEEP_RESET and machine.wake_reason() == machine.EXT0_WAKE
 
     def pressed(self):
+        if self._woke_us:
+            self._woke_us = False
+            return True
         return self._pin is not None and self._pin.value() == self._pressed_level
+
+    def wake_on_press(self):
+        """Let a press end a deep sleep (ext0). Chips without ext0 (ESP32-C3) or a button off
+        the RTC GPIOs cannot: the press is then seen at the next timed wake, if still held."""
+        if self._pin is None:
+            return
+        try:
+            esp32.wake_on_ext0(self._pin, self._pressed_level)
+        except (AttributeError, ValueError, OSError):
+            pass
 
 
 class Battery:
@@ -132,7 +151,12 @@ class Board:
     def __init__(self, board_config):
         self.name = board_config.get("name", "esp32")
         self.config = board_config
+        # BLE needs 80 MHz at least; the boards' idle current (board.json power) is at 80 MHz.
+        machine.freq(board_config.get("cpu_hz", 80000000))
         pins = board_config.get("pins", {})
+        self._vbus = None  # VBUS through a divider: high while on USB power
+        if pins.get("vbus_sense") is not None:
+            self._vbus = machine.Pin(pins["vbus_sense"], machine.Pin.IN)
         self.rtc = Rtc()
         self.radio = Radio(time.ticks_ms)
         self.led = Led(pins)
@@ -142,6 +166,31 @@ class Board:
 
     def sleep_ms(self, ms):
         time.sleep_ms(ms)
+
+    def usb_powered(self):
+        return self._vbus is not None and self._vbus.value() == 1
+
+    def rtc_memory(self, data):
+        machine.RTC().memory(data)
+
+    def wake_memory(self):
+        """RTC memory after a deep-sleep wake; None after a power-on or reset (garbage then)."""
+        if machine.reset_cause() != machine.DEEPSLEEP_RESET:
+            return None
+        return bytes(machine.RTC().memory())
+
+    def deep_sleep(self, ms):
+        """Radio off, then deep sleep; the wake is a reset that runs main.py again. The button
+        (ext0) and USB power (ext1 on the VBUS pin) end the sleep early."""
+        self.radio.stop_scan()
+        self.radio.stop_advertising()
+        self.button.wake_on_press()
+        if self._vbus is not None:
+            try:
+                esp32.wake_on_ext1((self._vbus,), esp32.WAKEUP_ANY_HIGH)
+            except (ValueError, OSError):
+                pass  # not an RTC GPIO on this chip: USB is noticed at the next wake
+        machine.deepsleep(ms)
 
 
 def open_board(board_config):

@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     parser.add_argument("--tx-power", type=int, metavar="DBM",
                         help="calibrated TX power for the AEM metadata (default: the board's calibration)")
     parser.add_argument("--board", help="board name (boards/NAME/board.json) for TX calibration and the record")
+    parser.add_argument("--profile", choices=("continuous", "burst"),
+                        help="a wearable's power profile: continuous (default on a new token) or burst "
+                             "(deep sleep between one-minute wakes; docs/ble.md); default: keep the token's")
     add_keystore_argument(parser)
     add_outbox_argument(parser)
     add_json_flag(parser)
@@ -61,6 +64,8 @@ def _board_tx_power(board: str | None) -> int | None:
 
 
 def provision_port(port: str, args: argparse.Namespace, reporter: Reporter) -> dict:
+    if args.role == "venue" and args.profile:
+        raise UsageError("--profile is for wearables: a venue beacon only advertises")
     tx_power = args.tx_power if args.tx_power is not None else _board_tx_power(args.board)
     if tx_power is not None and not -127 <= tx_power <= 20:
         raise UsageError(f"--tx-power {tx_power} is outside -127..20 dBm")
@@ -87,6 +92,8 @@ def provision_port(port: str, args: argparse.Namespace, reporter: Reporter) -> d
             identity["seed"] = secrets_.seed.hex()
         if board:
             identity["board"] = str(board)[:40]
+        if args.profile:
+            identity["profile"] = args.profile
         reporter.stage("writing identity")
         answer = client.provision(identity, auth_key=old_key)
         if answer.get("serial") != secrets_.serial:
@@ -95,7 +102,7 @@ def provision_port(port: str, args: argparse.Namespace, reporter: Reporter) -> d
             outbox.add_provision(secrets_.serial, role=args.role, identity=args.identity, board=board,
                                  tx_power_dbm=tx_power, firmware=client.hello.firmware if client.hello else None)
         return {"serial": secrets_.serial, "role": args.role, "identity": args.identity, "tx_power_dbm": tx_power,
-                "board": board, "previous_serial": old_serial, "keystore": str(keystore.path)}
+                "board": board, "profile": "venue" if args.role == "venue" else answer.get("profile"), "previous_serial": old_serial, "keystore": str(keystore.path)}
     finally:
         keystore.close()
         transport.close()
@@ -106,4 +113,4 @@ def _provision(args: argparse.Namespace) -> int:
         args, lambda port, reporter: provision_port(port, args, reporter), title="provision",
         sentence=lambda r: (f"{r['port']}: provisioned {r['serial']} ({r['role']}, {r['identity']}, "
                             f"TX {r['tx_power_dbm']} dBm); secrets kept in {r['keystore']}"),
-        columns=[("serial", "serial"), ("role", "role"), ("identity", "identity")])
+        columns=[("serial", "serial"), ("role", "role"), ("identity", "identity"), ("profile", "profile")])

@@ -132,6 +132,7 @@ class Supervisor:
         self.quick_exits = 0
         self.restart_at: float | None = None
         self.led_count = 0
+        self.deep_sleeps = 0
         self.listener = self._listen()
 
     # -- setup ---------------------------------------------------------------------------
@@ -256,6 +257,13 @@ class Supervisor:
             except (OSError, ValueError):
                 millivolts = DEFAULT_BATTERY_MV
             return b"ok %d" % millivolts
+        if op == b"usb":
+            # The virtual USB cable: a host holding the console port open powers the token.
+            return b"ok 1" if self.user_present else b"ok 0"
+        if op == b"sleep":
+            self.deep_sleeps += 1
+            log(f"deep sleep {int(rest)} ms (sleep {self.deep_sleeps})")
+            return b"ok"
         if op == b"powercut":
             self.power_cut()
             return b"ok"

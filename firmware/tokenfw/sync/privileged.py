@@ -94,7 +94,8 @@ def provision(server, payload):
         merged.pop("seed", None)
     server.token.reconfigure(merged)
     server.log("provisioned", new["serial"])
-    return json.dumps({"serial": new["serial"], "role": new["role"], "identity": new["identity"]}).encode()
+    return json.dumps({"serial": new["serial"], "role": new["role"], "identity": new["identity"],
+                       "profile": merged.get("profile")}).encode()
 
 
 def wipe(server, payload):
@@ -131,6 +132,11 @@ def _secrets(wanted, out):
     if type(tx) is not int or not -127 <= tx <= 20:
         raise ValueError("tx_power_dbm")
     out["tx_power_dbm"] = tx
+    profile = wanted.get("profile")
+    if profile is not None:  # a wearable's power profile (a venue beacon's follows its role)
+        if profile not in ("continuous", "burst"):
+            raise ValueError("profile")
+        out["profile"] = profile
     board = wanted.get("board")
     if board is not None:
         if not isinstance(board, str) or len(board) > 40:

@@ -196,6 +196,7 @@ class SyncServer:
             "role": config.get("role"),
             "identity": config.get("identity"),
             "tx_power_dbm": config.get("tx_power_dbm"),
+            "profile": config.get("profile"),
             "clock": clock.now(),
             "clock_set": bool(clock.is_set()),
             "clock_last_set_at": clock.last_set_at,

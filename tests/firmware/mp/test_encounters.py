@@ -4,7 +4,7 @@ import gc
 
 from mptest import raises
 from tokenfw import records
-from tokenfw.encounters import Aggregator
+from tokenfw.encounters import SNAPSHOT_SLOT_BYTES, Aggregator
 from tokenfw.records import FLAG_CLOCK_UNSET, FLAG_EVICTED
 
 T0 = 1767225600  # 2026-01-01T00:00:00Z, the start of an interval
@@ -166,3 +166,36 @@ def test_a_crowd_for_a_day_stays_within_bounded_memory():
     if baseline is not None:
         gc.collect()
         assert gc.mem_alloc() <= baseline + 1024, (gc.mem_alloc(), baseline)
+
+
+def test_open_encounters_survive_a_deep_sleep_through_a_snapshot():
+    # Before the sleep: two RPIs heard in wakes 60 s apart, one of them twice.
+    before, closed_before = collector(gap_s=600, max_open=8)
+    before.sighting(rpi_of(1), AEM, -60, T0 + 0, 1)
+    before.sighting(rpi_of(2), AEM, -75, T0 + 1, 1)
+    before.sighting(rpi_of(1), AEM, -64, T0 + 60, 2)
+    data = before.snapshot()
+    assert len(data) == 2 * SNAPSHOT_SLOT_BYTES and closed_before == []
+    # After the wake: a fresh aggregator (RAM was lost), restored, hears RPI 1 again.
+    after, closed = collector(gap_s=600, max_open=8)
+    after.restore(data)
+    assert after.open_count() == 2
+    after.sighting(rpi_of(1), AEM, -62, T0 + 120, 3)
+    after.close_all()
+    by_rpi = {enc.rpi: enc for enc in closed}
+    one = by_rpi[rpi_of(1)]
+    assert one.first_seen == T0 and one.duration_s == 120 and one.scans == 3
+    assert one.rssi_max == -60 and one.rssi_mean == -62
+    assert by_rpi[rpi_of(2)].first_seen == T0 + 1
+
+
+def test_a_damaged_snapshot_restores_nothing():
+    agg, _ = collector(gap_s=600, max_open=2)
+    agg.sighting(rpi_of(1), AEM, -60, T0, 1)
+    good = agg.snapshot()
+    fresh, _ = collector(gap_s=600, max_open=2)
+    for bad in (good[:-1], good + good, good * 3, bytes(len(good))):
+        raises(ValueError, fresh.restore, bad)
+        assert fresh.open_count() == 0
+    fresh.restore(b"")
+    assert fresh.open_count() == 0

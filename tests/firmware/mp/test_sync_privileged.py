@@ -17,8 +17,10 @@ def test_provision_then_privileged_commands_need_the_auth_key():
     host.greet()
     identity = dict(IDENTITY)
     identity["auth_key"] = to_hex(KEY)
+    identity["profile"] = "burst"
     answer = json.loads(host.ok(m.PROVISION, bytes(32) + json.dumps(identity).encode()))
-    assert answer["serial"] == "TT-0000BEEF"
+    assert answer["serial"] == "TT-0000BEEF" and answer["profile"] == "burst"
+    assert token.config["profile"] == "burst"
     assert token.config["seed"] == identity["seed"]
     # a second PROVISION needs the key now
     other = dict(identity)
@@ -54,7 +56,8 @@ def test_provision_rejects_bad_identity_fields_without_changing_anything():
     host = Host(token)
     host.greet()
     for field, value in (("serial", "XX-1"), ("role", "king"), ("identity", "public"),
-                         ("seed", "abc"), ("auth_key", "00"), ("tx_power_dbm", 99)):
+                         ("seed", "abc"), ("auth_key", "00"), ("tx_power_dbm", 99), ("profile", "venue"),
+                         ("profile", 3)):
         identity = dict(IDENTITY)
         identity["auth_key"] = to_hex(KEY)
         identity[field] = value
