@@ -10,7 +10,9 @@ heap-capped MicroPython with tokenfw.radio over the virtual `bluetooth` module. 
   wearable scans.
 - radio on-time per hour of token time, from the firmware's own accounting (scan windows it
   opened, advertising events it sent), and the average current it implies with the reference
-  board's datasheet figures (boards/esp32-devkitc/board.json); `burst` deep-sleeps between wakes.
+  board's datasheet figures (boards/esp32-devkitc/board.json); `burst` deep-sleeps between wakes
+  and boots after each. The deep sleep itself is shown by tests/test_firmware_burst.py and
+  tests/sync/test_burst_token.py; here the tokens idle between wakes, which the radio cannot tell.
 - BLE sync throughput: one token with 5,000 records dumped through bleak (virtual air backend)
   and, in the same run, through its serial console (an unpaced pty), records per second.
 
@@ -35,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "ble"))
 
 from airlab import START_S, AirProcess, compile_tree, json_lines, start_token, wait_all  # noqa: E402
-from tokenfw import records  # noqa: E402
+from tokenfw import records, scheduler  # noqa: E402
 from tokenfw.store import Store  # noqa: E402
 
 DISTANCES_M = (1, 2, 5)
@@ -103,9 +105,12 @@ def run_profile(profile: str, hours: float, scale: float, tree: Path, work: Path
 def average_current_ma(profile: str, scan_s_per_h: float, adv_s_per_h: float) -> float:
     power = json.loads((REPO / "boards" / "esp32-devkitc" / "board.json").read_text())["power"]
     rx, tx, idle, deep = power["rx_ma"], power["tx_ma"], power["idle_ma"], power["deep_sleep_ua"] / 1000
-    if profile == "burst":
-        awake_s = scan_s_per_h  # awake only while the scan window is open
-        base = (awake_s * idle + (3600 - awake_s) * deep) / 3600
+    prof = scheduler.profile(profile)
+    if prof.get("deep_sleep"):
+        # awake only while the scan window is open, plus a boot after every deep sleep
+        awake_s = scan_s_per_h
+        boot_s = 3600 / prof["wake_every_s"] * power["wake_boot_ms"] / 1000
+        base = (awake_s * idle + boot_s * power["wake_boot_ma"] + (3600 - awake_s - boot_s) * deep) / 3600
     else:
         base = idle  # stock MicroPython cannot light-sleep with BLE on
     return round(base + (scan_s_per_h * (rx - idle) + adv_s_per_h * (tx - idle)) / 3600, 2)
@@ -189,7 +194,8 @@ real firmware in the virtual air (bumble), {args.hours:g} token hours per profil
 Detection: share of 15-minute contacts logged by at least one token of the pair (venue: by the
 wearable). On-time and current from the firmware's own radio accounting and the ESP32-DevKitC
 datasheet figures; `continuous` and `venue` keep the CPU idle at {20} mA (stock MicroPython cannot
-light-sleep with BLE on), `burst` deep-sleeps between its 4-second wakes.
+light-sleep with BLE on), `burst` deep-sleeps between its 4-second wakes on the whole minute and
+pays an estimated boot after each (board.json `wake_boot_ms`, to be measured on hardware).
 
 Sync of {sync['records']} records, same token, same run: BLE {sync['ble_sync_records_per_s']} records/s,
 serial (unpaced pty) {sync['serial_sync_records_per_s']} records/s (ratio {out['ble_vs_serial']});
