@@ -2,8 +2,16 @@
 # and when and by how much it was last corrected.
 #
 # The token has no network: the host sets its clock at every sync. Between syncs the RTC
-# drifts (tens of ppm: seconds per day); the host measures the drift as `correction_s` and the
-# service uses it to correct encounter times.
+# drifts (a 32.768 kHz crystal: up to +-20 ppm, 12 s a week); the host measures the drift as
+# `correction_s` and the service uses it to correct encounter times.
+#
+# The clock also disciplines itself: a crystal's error is mostly a constant rate (its cut;
+# temperature on a wearer's body moves it by a ppm or two), so each correction divided by the
+# time since the previous set is the rate still uncorrected, and now() adds `rate_ppb` from then
+# on. Burst tokens need this: they wake on the whole minute of their own clocks and must stay
+# within a second or two of each other between weekly syncs. A rate is learnt only over at least
+# three days (the host sets whole seconds, so a set is up to 1 s off: 4 ppm over three days, 2
+# over a week), and a measured rate beyond +-200 ppm is taken for a reset clock, not drift.
 #
 # Edge cases:
 # - Ports count from different epochs: the unix port from 1970, bare-metal ports (ESP32) from
@@ -32,6 +40,8 @@ except ImportError:  # CPython
 MIN_PLAUSIBLE_UNIX = const(1704067200)  # 2024-01-01T00:00:00Z: before this, the RTC was reset
 MAX_UNIX = const(0xFFFFFFFF)  # records store first_seen as u32
 _EPOCH_2000_UNIX = const(946684800)  # 2000-01-01T00:00:00Z
+_RATE_MIN_ELAPSED_S = const(3 * 86400)
+_RATE_MAX_PPB = const(200000)
 
 
 def port_epoch_offset(epoch_year=None):
@@ -61,10 +71,21 @@ class Clock:
         self.last_set_at = _int_or_none(state.get("last_set_at"))
         self.last_correction_s = _int_or_none(state.get("last_correction_s"))
         self.set_count = _int_or_none(state.get("set_count")) or 0
+        self.rate_ppb = _int_or_none(state.get("rate_ppb")) or 0
+        self._set_raw = _int_or_none(state.get("set_raw"))  # RTC seconds when last set
+
+    def _since_set(self, raw):
+        """RTC seconds since the last set (0 before one, or after the RTC restarted)."""
+        if self._set_raw is None or raw < self._set_raw:
+            return 0
+        return raw - self._set_raw
 
     def now(self):
         """Token time, unix seconds (int). Meaningful as a wall time only when is_set()."""
-        return int(self._rtc.seconds()) + self._offset
+        raw = int(self._rtc.seconds())
+        if self.rate_ppb:
+            return raw + self._offset + self._since_set(raw) * self.rate_ppb // 1000000000
+        return raw + self._offset
 
     def ticks_ms(self):
         return self._rtc.ticks_ms()
@@ -76,7 +97,9 @@ class Clock:
         milliseconds = getattr(self._rtc, "milliseconds", None)
         if milliseconds is None:
             return (unix_s - self.now()) * 1000
-        return (unix_s - self._offset) * 1000 - milliseconds()
+        raw_s = unix_s - self._offset
+        # the RTC runs rate_ppb slow: it reaches unix_s that much later
+        return raw_s * 1000 - milliseconds() - self._since_set(raw_s) * self.rate_ppb // 1000000
 
     def is_set(self):
         """True when a host set the clock and the RTC has not been reset since."""
@@ -89,20 +112,30 @@ class Clock:
             raise ValueError("clock time must be whole unix seconds")
         if not MIN_PLAUSIBLE_UNIX <= unix_s <= MAX_UNIX:
             raise ValueError("clock time %d is outside 2024..2106" % unix_s)
+        raw = int(self._rtc.seconds())
         correction_s = unix_s - self.now()
+        rate_ppb = self.rate_ppb
+        elapsed = self._since_set(raw)
+        if self.is_set() and elapsed >= _RATE_MIN_ELAPSED_S:
+            learnt = rate_ppb + correction_s * 1000000000 // elapsed
+            if -_RATE_MAX_PPB <= learnt <= _RATE_MAX_PPB:
+                rate_ppb = learnt
         self._rtc.set_seconds(unix_s - self._offset)
         state = {"last_set_at": unix_s, "last_correction_s": correction_s,
-                 "set_count": self.set_count + 1}
+                 "set_count": self.set_count + 1, "rate_ppb": rate_ppb, "set_raw": unix_s - self._offset}
         config.save(self._path, state)
         self.last_set_at = unix_s
         self.last_correction_s = correction_s
         self.set_count += 1
+        self.rate_ppb = rate_ppb
+        self._set_raw = unix_s - self._offset
         return correction_s
 
     def status(self):
         """What the sync protocol and the status LED report about the clock."""
         return {"now": self.now(), "set": self.is_set(), "last_set_at": self.last_set_at,
-                "last_correction_s": self.last_correction_s, "set_count": self.set_count}
+                "last_correction_s": self.last_correction_s, "set_count": self.set_count,
+                "rate_ppb": self.rate_ppb}
 
 
 def _int_or_none(value):

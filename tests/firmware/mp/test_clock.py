@@ -130,3 +130,56 @@ def test_system_rtc_reads_and_sets_the_process_clock_of_this_port():
     assert abs(rtc.seconds() - (T_2026 - offset)) <= 1
     a = rtc.ticks_ms()
     assert isinstance(a, int) and a >= 0
+
+
+class DriftingRtc(CountingRtc):
+    """An RTC whose crystal runs `ppm` fast: `advance(true_s)` moves it on by that much more."""
+
+    def __init__(self, start, ppm):
+        CountingRtc.__init__(self, start)
+        self.exact = float(start)
+        self.ppm = ppm
+
+    def advance(self, true_s):
+        self.exact += true_s * (1 + self.ppm / 1e6)
+        self.port_s = int(self.exact)
+
+    def set_seconds(self, seconds):
+        CountingRtc.set_seconds(self, seconds)
+        self.exact = float(seconds)
+
+
+def test_the_clock_learns_its_crystal_rate_from_weekly_corrections():
+    def run(path):
+        rtc = DriftingRtc(0, ppm=18)  # 18 ppm fast: 10.9 s a week
+        clock = Clock(rtc, path + "/clock.json", epoch_year=1970)
+        week = 7 * 86400
+        true_t = T_2026
+        clock.set(true_t)
+        rtc.advance(week)
+        true_t += week
+        assert clock.set(true_t) == -10  # host minus token: the token ran ahead
+        assert -19000 <= clock.rate_ppb <= -13000  # learnt: about -18 ppm (whole-second sets)
+        rtc.advance(week)
+        true_t += week
+        assert abs(clock.now() - true_t) <= 2  # instead of 11 s
+        assert abs(clock.set(true_t)) <= 2
+        # the learnt rate is kept on flash, and the wake arithmetic uses it
+        again = Clock(rtc, path + "/clock.json", epoch_year=1970)
+        assert again.rate_ppb == clock.rate_ppb
+    with_dir(run)
+
+
+def test_no_rate_is_learnt_from_a_short_gap_or_a_reset_clock():
+    def run(path):
+        rtc = DriftingRtc(0, ppm=18)
+        clock = Clock(rtc, path + "/clock.json", epoch_year=1970)
+        clock.set(T_2026)
+        rtc.advance(86400)  # one day: too short to tell 18 ppm from a whole-second set
+        clock.set(T_2026 + 86400)
+        assert clock.rate_ppb == 0
+        rtc.advance(5 * 86400)
+        rtc.port_s += 3600  # an hour off after five days: not a crystal
+        clock.set(T_2026 + 6 * 86400)
+        assert clock.rate_ppb == 0
+    with_dir(run)
