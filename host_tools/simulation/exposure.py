@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from matching_service.matching import (DiagnosisKey, EscrowedDevice, RiskConfig, SightingIndex,
                                        case_report, match_keys, resolve_escrowed, score_exposures)
-from matching_service.matching.risk import bucket_weight
+from matching_service.matching.risk import both_sides_s, bucket_weight
 
 from . import tokens
 
@@ -87,7 +87,7 @@ def run(c, serials: list[str], sightings, cases: np.ndarray, teks: dict, tx_adve
     relay check looks up every venue beacon around the case's contacts, which at 10,000
     wearers costs tens of seconds per report. The escrowed exposed contacts of every case come
     from the same engine calls case_report makes (resolve_escrowed of the case's log,
-    match_keys of its keys, score_exposures, the better side per day); `report_exposed` holds
+    match_keys of its keys, score_exposures, both sides combined per day); `report_exposed` holds
     what the full reports said, and tests check the two agree."""
     index = SightingIndex(sightings)
     devices = devices_of(c, serials, tx_advertised)
@@ -144,10 +144,11 @@ def run(c, serials: list[str], sightings, cases: np.ndarray, teks: dict, tx_adve
     return out
 
 
-# Candidate risk settings for the calibration table: the service's defaults and tighter
-# attenuation buckets / weights (GAEN lets health authorities set all of these).
-CANDIDATE_THRESHOLDS_DB = ((55, 63, 73), (55, 60, 65), (52, 58, 64), (58, 64, 70))
-CANDIDATE_WEIGHTS = ((1.0, 1.0, 0.5, 0.0), (1.0, 1.0, 0.0, 0.0), (1.0, 0.5, 0.0, 0.0))
+# Candidate risk settings for the calibration table: the service's defaults (58/62/66 dB,
+# 1/0.5/0/0), its earlier ones (55/63/73, 1/1/0.5/0) and neighbours of both (GAEN lets health
+# authorities set all of these).
+CANDIDATE_THRESHOLDS_DB = ((58, 62, 66), (55, 63, 73), (55, 60, 65), (60, 62, 66))
+CANDIDATE_WEIGHTS = ((1.0, 0.5, 0.0, 0.0), (1.0, 1.0, 0.5, 0.0), (1.0, 1.0, 0.0, 0.0))
 
 
 def both_sides(index: SightingIndex, devices, case_serials: set[str], keys, now_s: int,
@@ -165,17 +166,16 @@ def both_sides(index: SightingIndex, devices, case_serials: set[str], keys, now_
 
 
 def day_best(case_side, contact_side, config: RiskConfig) -> dict:
-    """(contact, case, UTC day) -> weighted seconds under `config`, the better of the two sides
-    (case_report's rule: both measure the same proximity)."""
-    out: dict[tuple[str, str, int], float] = defaultdict(float)
+    """(contact, case, UTC day) -> weighted seconds under `config`, combined over the two sides
+    with case_report's rule (risk.both_sides_s: both measure the same proximity)."""
+    sides: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for side, contact_of in ((case_side, "sender"), (contact_side, "observer")):
         rew = [replace(m, weighted_s=m.weighted_s * bucket_weight(m.attenuation_db, config)) for m in side]
         for d in score_exposures(rew, config):
             contact = getattr(d, contact_of)
             case = d.observer if contact_of == "sender" else d.sender
-            key = (contact, case, d.day)
-            out[key] = max(out[key], d.weighted_s)
-    return out
+            sides[(contact, case, d.day)].append(d.weighted_s)
+    return {key: both_sides_s(values) for key, values in sides.items()}
 
 
 def best_of(days: dict) -> dict:

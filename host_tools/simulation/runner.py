@@ -28,7 +28,7 @@ from .community import SLOT_S, CommunityConfig, build
 BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 FLASH_USABLE_SHARE = 0.969    # littlefs overhead: benchmarks/results/firmware_core.md (316.6 days at 200/day)
 RETENTION_POLICY_DAYS = 21    # docs/design.md: the token keeps 21 days
-THRESHOLDS_S = (300, 450, 600, 750, 900, 1200, 1500, 1800, 2700, 3600)
+THRESHOLDS_S = (300, 420, 480, 540, 600, 660, 720, 780, 900, 1200, 1500, 1800, 2700, 3600)
 GOAL_RECALL = 0.9             # issue 6: recall >= 0.9 at precision >= 0.8
 GOAL_PRECISION = 0.8
 DURATION_BINS_MIN = (0, 5, 10, 15, 20, 30, 45, 60, 120, 100000)

@@ -16,7 +16,7 @@ from .flags import abuse_flags
 from .model import (HEARD_BY_BOTH, HEARD_BY_CASE, HEARD_BY_CONTACT,
                     REPORT_CONFIRMED_TEST, ROLE_VENUE, ROLE_WEARABLE, CaseReport, Contact,
                     DailyExposure, DiagnosisKey, EscrowedDevice, Match, RiskConfig, Sighting)
-from .risk import DAY_S, score_exposures
+from .risk import DAY_S, both_sides_s, score_exposures
 from .venues import venue_visits
 
 
@@ -32,19 +32,21 @@ def _case_keys(case: EscrowedDevice | None, now_s: float, report_type: int,
             for day in range(today - config.max_key_age_days + 1, today + 1)]
 
 
-def _merge_days(serial: str, case_serial: str,
-                sides: dict[int, dict[str, DailyExposure]]) -> list[DailyExposure]:
+def _merge_days(serial: str, case_serial: str, sides: dict[int, dict[str, DailyExposure]],
+                config: RiskConfig) -> list[DailyExposure]:
     """One DailyExposure per day from what the case heard and what the contact heard: the two
-    are measurements of the same proximity, so the day counts the better one, not the sum."""
+    are measurements of the same proximity, so the day counts their mean (risk.both_sides_s),
+    not the sum."""
     out = []
     for day, by_side in sorted(sides.items()):
         ds = list(by_side.values())
+        weighted = both_sides_s(d.weighted_s for d in ds)
         out.append(DailyExposure(
             observer=serial, sender=case_serial, day=day,
             first_seen=min(d.first_seen for d in ds), last_seen=max(d.last_seen for d in ds),
             duration_s=max(d.duration_s for d in ds),
             min_attenuation_db=min(d.min_attenuation_db for d in ds),
-            weighted_s=max(d.weighted_s for d in ds), exposed=any(d.exposed for d in ds)))
+            weighted_s=weighted, exposed=weighted + 1e-9 >= config.exposure_threshold_s))
     return out
 
 
@@ -110,7 +112,7 @@ def case_report(case_serial: str, sightings: Sequence[Sighting] | SightingIndex,
 
     contacts = []
     for serial, by_day in sides.items():
-        daily = _merge_days(serial, case_serial, by_day)
+        daily = _merge_days(serial, case_serial, by_day, config)
         side_set = {side for day in by_day.values() for side in day}
         contact_flags = sorted({f.kind for f in flags
                                 if serial in f.serials or rpi_sender.get(f.rpi) == serial})

@@ -66,6 +66,18 @@ def scan_gaps(sightings: Iterable[Sighting], observers: set[str] | None = None
     return {observer: float(median(gaps)) for observer, gaps in spacings.items()}
 
 
+def both_sides_s(weighted_by_side: Iterable[float]) -> float:
+    """A contact's weighted seconds on one day from what each side measured (the case hearing
+    the contact, the contact hearing the case): their mean. The two are independent
+    measurements of the same proximity (each token's own scans, fading and body in the path),
+    so the mean halves the noise of either; the larger of the two is biased upwards, and in
+    the community simulation (docs/simulation.md) taking it raised false alarms by a fifth at
+    the same recall. A side that heard nothing that day is not a measurement (its token may
+    not have synced yet) and does not count."""
+    values = list(weighted_by_side)
+    return sum(values) / len(values) if values else 0.0
+
+
 def score_exposures(matches: Iterable[Match], config: RiskConfig = RiskConfig()
                     ) -> list[DailyExposure]:
     """Sum matches per (observer, sender, UTC day); `exposed` when the day's weighted seconds

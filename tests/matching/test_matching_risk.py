@@ -25,20 +25,21 @@ def test_fifteen_minutes_at_weight_one_scores_900_and_is_an_exposure():
     assert day.exposed
 
 
-def test_fourteen_minutes_is_not_an_exposure_and_the_threshold_is_configurable():
+def test_nine_minutes_is_not_an_exposure_and_the_threshold_is_configurable():
     case = Emitter("TT-CASE", tx_power_dbm=-10)
-    log = Log("TT-OBS").hear(case, DAY0 + 36060, DAY0 + 36060 + 13 * 60, rssi=-60)
+    log = Log("TT-OBS").hear(case, DAY0 + 36060, DAY0 + 36060 + 8 * 60, rssi=-60)
     [day] = _day_scores(log, case)
-    assert day.weighted_s == pytest.approx(840) and not day.exposed
-    [day] = _day_scores(log, case, RiskConfig(exposure_threshold_s=600))
+    assert day.weighted_s == pytest.approx(540) and not day.exposed   # default: 600 weighted s
+    [day] = _day_scores(log, case, RiskConfig(exposure_threshold_s=500))
     assert day.exposed
 
 
 @pytest.mark.parametrize("rssi, weight", [
-    (-65, 1.0),   # 55 dB: IMMEDIATE (threshold inclusive)
-    (-73, 1.0),   # 63 dB: NEAR
-    (-74, 0.5),   # 64 dB: MEDIUM
-    (-83, 0.5),   # 73 dB
+    (-65, 1.0),   # 55 dB: IMMEDIATE
+    (-68, 1.0),   # 58 dB: IMMEDIATE (threshold inclusive)
+    (-69, 0.5),   # 59 dB: NEAR
+    (-72, 0.5),   # 62 dB
+    (-73, 0.0),   # 63 dB: MEDIUM, weight 0 (mostly people 3-8 m away)
     (-84, 0.0),   # 74 dB: OTHER, too far to count
 ])
 def test_attenuation_buckets_weight_the_same_minutes(rssi, weight):
@@ -47,7 +48,7 @@ def test_attenuation_buckets_weight_the_same_minutes(rssi, weight):
     log = Log("TT-OBS").hear(case, DAY0 + 36000, DAY0 + 36000 + 29 * 60, rssi=rssi)
     [day] = _day_scores(log, case)
     assert day.weighted_s == pytest.approx(1800 * weight)
-    assert day.exposed is (1800 * weight >= 900)
+    assert day.exposed is (1800 * weight >= 600)
     assert day.min_attenuation_db == -10 - rssi
 
 
@@ -62,11 +63,11 @@ def test_typical_attenuation_is_the_mean_and_the_closest_is_reported():
 def test_contact_across_midnight_counts_on_two_utc_days():
     case = Emitter("TT-CASE", tx_power_dbm=-10)
     midnight = DAY0 + 86400
-    log = Log("TT-OBS").hear(case, midnight - 600, midnight + 540, rssi=-60)
+    log = Log("TT-OBS").hear(case, midnight - 480, midnight + 420, rssi=-60)
     days = _day_scores(log, case)
     assert [d.day for d in days] == [DAY, DAY + 1]
-    assert [d.weighted_s for d in days] == [pytest.approx(600), pytest.approx(600)]
-    assert not any(d.exposed for d in days)   # 20 minutes, but split over two days
+    assert [d.weighted_s for d in days] == [pytest.approx(480), pytest.approx(480)]
+    assert not any(d.exposed for d in days)   # 16 minutes, but split over two days
 
 
 def test_gaen_cadence_of_4_minutes_counts_every_scan_instance():
@@ -117,3 +118,10 @@ def test_score_never_grows_with_distance_nor_beyond_300_s_per_scan(duration, sca
     near = weighted_seconds(duration, scans, min(att, closer), 1, config)
     assert 0 <= far <= near <= scans * 300
     assert bucket_weight(att, config) in config.bucket_weights
+
+
+def test_a_day_heard_from_both_sides_counts_the_mean_of_the_two_measurements():
+    from matching_service.matching.risk import both_sides_s
+    assert both_sides_s([900.0, 300.0]) == 600.0      # not the larger one: both measure the same contact
+    assert both_sides_s([700.0]) == 700.0             # the other side has not synced (or heard) yet
+    assert both_sides_s([]) == 0.0

@@ -9,6 +9,7 @@ import pytest
 import numpy as np
 
 from host_tools.simulation import clocks, contacts, tokens
+from matching_service.matching import RiskConfig
 from host_tools.simulation.community import SLOT_S, CommunityConfig, build
 from host_tools.simulation.runner import (SimulationConfig, SimulationError, battery_days, simulate,
                                           wearable_profiles)
@@ -207,9 +208,10 @@ def test_a_small_community_run_end_to_end_finds_the_known_contacts(tmp_path):
     assert outcome.report_exposed - case_serials == outcome.escrowed_exposed
     # The risk calibration re-derives the same answer for the service's defaults.
     default = next(cal for cal in p["calibration"]
-                   if cal["attenuation_thresholds_db"] == [55, 63, 73] and cal["bucket_weights"] == [1.0, 1.0, 0.5, 0.0])
-    at_900 = next(r for r in default["by_threshold"] if r["threshold_s"] == 900)
-    assert (at_900["recall"], at_900["precision"]) == (p["recall"], p["precision"])
+                   if cal["attenuation_thresholds_db"] == list(RiskConfig().attenuation_thresholds_db)
+                   and cal["bucket_weights"] == list(RiskConfig().bucket_weights))
+    at_default = next(r for r in default["by_threshold"] if r["threshold_s"] == RiskConfig().exposure_threshold_s)
+    assert (at_default["recall"], at_default["precision"]) == (p["recall"], p["precision"])
     assert p["flash_bytes_per_day"] > 0 and p["battery_days"]["esp32-devkitc"] > 0
 
     # The same run through the record codec alone gives the same outcome.
