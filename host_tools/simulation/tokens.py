@@ -210,30 +210,26 @@ def _aggregate(token: int) -> TokenLog:
 
     cfg = app.DEFAULT_CONFIG
     agg = Aggregator(gap_s=cfg["gap_s"], max_open=cfg["max_open"], on_close=log)
-    sighting = agg.sighting
+    sighting, tick, open_count = agg.sighting, agg.tick, agg.open_count
     max_open = agg.max_open
     n = len(w)
-    i = 0
+    # One group per scan window (sightings are sorted by window, then advertiser).
+    bounds = np.flatnonzero(np.r_[True, w[1:] != w[:-1], True]) if n else np.zeros(1, np.int64)
+    firsts = bounds[:-1]
+    offsets = ((a * intervals + e_rel) * 20).tolist()
+    levels = level.tolist()
     last_e = -1
-    w_list, a_list, l_list, t_list, e_list = w.tolist(), a.tolist(), level.tolist(), t_win.tolist(), e_rel.tolist()
-    while i < n:
-        j = i
-        wi = w_list[i]
-        while j < n and w_list[j] == wi:
-            j += 1
-        t = t_list[i]
-        e = e_list[i]
+    for i, j, wi, t, e in zip(firsts.tolist(), bounds[1:].tolist(), w[firsts].tolist(),
+                              t_win[firsts].tolist(), e_rel[firsts].tolist()):
         # The firmware ticks the aggregator about once a second between windows. A tick only
         # closes what is due (unheard for gap_s, or from an earlier interval), so ticking at
         # the first window of each interval, and whenever the table could be full (where a
         # stale entry would otherwise be evicted), gives the same records in the same order.
-        if e != last_e or agg.open_count() + (j - i) > max_open:
-            agg.tick(t)
+        if e != last_e or open_count() + (j - i) > max_open:
+            tick(t)
             last_e = e
-        for k in range(i, j):
-            o = (a_list[k] * intervals + e) * 20
-            sighting(ident[o:o + 16], ident[o + 16:o + 20], l_list[k], t, wi)
-        i = j
+        for o, rssi in zip(offsets[i:j], levels[i:j]):
+            sighting(ident[o:o + 16], ident[o + 16:o + 20], rssi, t, wi)
     agg.close_all(end_s)
     return TokenLog(token, b"".join(out), len(out), agg.evicted, len(windows),
                     int(round((windows[:, 1] - windows[:, 0]).sum() * 1000)), n, attempts, heard_bins)
