@@ -98,7 +98,7 @@ def test_the_simulated_terrace_separates_neighbours_by_a_wall():
 
 # -- the radio schedule is the firmware's ------------------------------------------------------
 @pytest.mark.parametrize("profile", wearable_profiles())
-def test_scan_windows_are_the_ones_the_firmware_main_loop_opens(tmp_path, profile):
+def test_scan_windows_are_the_ones_the_firmware_main_loop_opens(tmp_path, monkeypatch, profile):
     """The firmware's own main loop (tokenfw.app.Token on the simulated-time board) opens its
     scan windows exactly when the simulation says that token listens."""
     sys.path.insert(0, str(tokens.__file__).rsplit("/host_tools/", 1)[0] + "/boards/virtual")
@@ -115,17 +115,20 @@ def test_scan_windows_are_the_ones_the_firmware_main_loop_opens(tmp_path, profil
     start = 1772323200 + 7 * 3600
     board = hal_simulated.open_board({"name": "simulated"}, start_s=start)
     opened = []
-    real_start = board.radio.start_scan
 
-    def start_scan(duration_ms):
-        opened.append((board.rtc.now_s, duration_ms))
-        real_start(duration_ms)
+    class WatchedRadio(hal_simulated.SimRadio):  # a deep sleep gives the board a fresh radio
+        def start_scan(self, duration_ms):
+            opened.append((board.rtc.now_s, duration_ms))
+            super().start_scan(duration_ms)
 
-    board.radio.start_scan = start_scan
+    board.radio = WatchedRadio(board.rtc, board.radio.crowd)
+    monkeypatch.setattr(hal_simulated, "SimRadio", WatchedRadio)
     (tmp_path / "log").mkdir()
     token = Token(board, root=str(tmp_path))
     token.reconfigure({**token.config, "profile": profile})
-    token.run(until=start + 3600)
+    while (sleep_ms := token.run(until=start + 3600)) is not None:  # as main.py: burst deep-sleeps
+        board.deep_sleep(sleep_ms)
+        token = Token(board, root=str(tmp_path))
     expected = tokens.scan_windows(start, start + 3600, profile, seed)
     window_ms = scheduler.profile(profile)["scan_window_ms"]
     assert len(opened) == len(expected) > 10
