@@ -12,13 +12,13 @@
 #
 # Deep sleep (the `burst` profile): between wakes run() returns how long to sleep and the board
 # deep-sleeps (main.py). Nothing but RTC memory survives, so the loop first commits the log and
-# packs its open encounters and counters there (tokenfw.sleepstate); the next boot finds them
+# packs its open encounters and counters there (tokenfw.deepsleep); the next boot finds them
 # and carries on. A token stays awake while a host talks to it, while a sync window is open, on
 # USB power, and for two minutes after a power-on or reset (a technician's REPL).
 import gc
 import os
 
-from tokenfw import VERSION, adv, config, gaen, scheduler, sleepstate
+from tokenfw import VERSION, adv, config, gaen, scheduler
 from tokenfw.clock import Clock
 from tokenfw.encounters import Aggregator
 from tokenfw.eventlog import EventLog
@@ -42,6 +42,8 @@ _SYNC_IDLE_S = const(120)  # unload the sync stack this long after the host went
 _COLD_BOOT_AWAKE_S = const(120)  # no deep sleep this long after a power-on or reset
 _MIN_DEEP_SLEEP_MS = const(2000)  # shorter gaps are waited out awake: every wake costs a boot
 _TICKS_MASK = const(0x3FFFFFFF)
+# What the token did since the last "radio" log line (kept across deep sleeps)
+COUNTERS = ("scan_ms", "adv_ms", "awake_ms", "asleep_ms", "wakes")
 _LOW_BATTERY_PERCENT = const(15)
 _SYNC_OVERDUE_S = const(7 * 86400)  # amber when the log has not been synced for a week
 
@@ -122,22 +124,18 @@ class Token:
         self.ble_sync = BleSync(radio, self.config["serial"])
 
     def _resume(self):
-        """After a deep-sleep wake, the state packed before the sleep (tokenfw.sleepstate), its
+        """After a deep-sleep wake, what the token kept in RTC memory (tokenfw.deepsleep), its
         open encounters back in the aggregator; None after a power-on or reset."""
         wake_memory = getattr(self.board, "wake_memory", None)
         memory = wake_memory() if wake_memory is not None else None
         if memory is None:
             return None
-        state = sleepstate.unpack(memory)
-        try:
-            if state is None:
-                raise ValueError
-            self.aggregator.restore(state[5])
-        except ValueError:
+        from tokenfw import deepsleep
+
+        state = deepsleep.resume(self, memory)
+        if state is None:
             # Go on as after a power-on: the log on flash is whole, the open encounters are gone.
             self.events.log("sleep", "open encounters lost: RTC memory damaged")
-            return None
-        self.scan_id = state[0]
         return state
 
     def reconfigure(self, new_config):
@@ -240,16 +238,16 @@ class Token:
         radio.take_reports(self._on_report)
         if not radio.scanning():
             self.aggregator.tick(now)
-        if now - self._last_commit >= scheduler.COMMIT_EVERY_S:
-            self._commit(now)
-        if now - self._last_retention >= scheduler.RETENTION_EVERY_S:
-            self._last_retention = now
+        if now - self.last_commit >= scheduler.COMMIT_EVERY_S:
+            self.commit(now)
+        if now - self.last_retention >= scheduler.RETENTION_EVERY_S:
+            self.last_retention = now
             self.store.enforce_retention(now)
             self.keys.prune(gaen.interval_number(now))
             self._log_radio_on_time(now)
         pressed = self.board.button.pressed()
-        if now - self._last_status >= scheduler.STATUS_EVERY_S or pressed:
-            self._last_status = now
+        if now - self.last_status >= scheduler.STATUS_EVERY_S or pressed:
+            self.last_status = now
             self.board.led.show(self.status(now))
         usb_powered = self._usb_powered()
         plugged_in = usb_powered and not self._usb_was_powered
@@ -260,7 +258,7 @@ class Token:
             if (pressed or plugged_in) and not self.ble_sync.window_open():
                 self.ble_sync.open_window(now)
             self.ble_sync.tick(now)
-        due = [scheduler.next_rotation(now), self._last_commit + scheduler.COMMIT_EVERY_S]
+        due = [scheduler.next_rotation(now), self.last_commit + scheduler.COMMIT_EVERY_S]
         if self.profile["scan"]:
             due.append(self.next_scan_at)
         wait_s = min(due) - now
@@ -277,7 +275,7 @@ class Token:
         on_time = getattr(self.board.radio, "on_time", None)
         return on_time() if on_time is not None else {"scan_ms": 0, "adv_ms": 0}
 
-    def _counters(self):
+    def counters(self):
         """Radio and awake/asleep time since the last "radio" log line, deep sleeps included.
         The radio's counters keep running (others read them); these are differences."""
         counters = dict(self._unlogged)
@@ -294,8 +292,8 @@ class Token:
 
     def _log_radio_on_time(self, now):
         """What the radio really did since the last line: battery life is computed from these."""
-        c = self._counters()
-        self._start_counting(dict.fromkeys(sleepstate.COUNTERS, 0))
+        c = self.counters()
+        self._start_counting(dict.fromkeys(COUNTERS, 0))
         self.events.log("radio", "%s scan %d adv %d ms" % (self.config["profile"], c["scan_ms"], c["adv_ms"]), now)
         if self.profile.get("deep_sleep"):
             self.events.log("sleep", "awake %d asleep %d s wakes %d" % (
@@ -315,25 +313,8 @@ class Token:
         sleep_ms = self.clock.ms_until(scheduler.next_wake(now, self.profile))
         return sleep_ms if sleep_ms >= _MIN_DEEP_SLEEP_MS else 0
 
-    def _prepare_deep_sleep(self, now, sleep_ms):
-        """Commit the log and pack what must outlive the sleep into RTC memory."""
-        radio = self.board.radio
-        radio.stop_scan()
-        radio.stop_advertising()
-        self.aggregator.tick(now)
-        encounters = self.aggregator.snapshot()
-        if sleepstate.HEADER_BYTES + len(encounters) + 4 > sleepstate.RTC_MEMORY_BYTES:
-            self.aggregator.close_all(now)  # more than RTC memory holds: log them now
-            encounters = b""
-        self._commit(now)
-        counters = self._counters()
-        counters["asleep_ms"] += sleep_ms
-        counters["wakes"] += 1
-        self.board.rtc_memory(sleepstate.pack(self.scan_id, self._last_commit, self._last_status,
-                                              self._last_retention, counters, encounters))
-
-    def _commit(self, now):
-        self._last_commit = now
+    def commit(self, now):
+        self.last_commit = now
         try:
             self.store.commit()
         except OSError as error:
@@ -366,14 +347,14 @@ class Token:
         self._sync_used_at = now
         resumed = self._resumed
         if resumed is None:
-            self._last_commit = now
-            self._last_status = now - scheduler.STATUS_EVERY_S
-            self._last_retention = now - scheduler.RETENTION_EVERY_S
+            self.last_commit = now
+            self.last_status = now - scheduler.STATUS_EVERY_S
+            self.last_retention = now - scheduler.RETENTION_EVERY_S
             self._stay_awake_until = now + _COLD_BOOT_AWAKE_S
-            self._start_counting(dict.fromkeys(sleepstate.COUNTERS, 0))
+            self._start_counting(dict.fromkeys(COUNTERS, 0))
             self.events.log("boot", "firmware %s role %s" % (self.version, self.config["role"]), now)
         else:
-            _, self._last_commit, self._last_status, self._last_retention, unlogged, _ = resumed
+            self.last_commit, self.last_status, self.last_retention, unlogged = resumed
             self._stay_awake_until = now
             self._start_counting(unlogged)
         asleep = False
@@ -382,7 +363,9 @@ class Token:
                 wait_ms = self.step(now)
                 sleep_ms = self._deep_sleep_ms(now)
                 if sleep_ms:
-                    self._prepare_deep_sleep(now, sleep_ms)
+                    from tokenfw import deepsleep
+
+                    deepsleep.prepare(self, now, sleep_ms)
                     asleep = True
                     return sleep_ms
                 self.board.console.wait(wait_ms)

@@ -1,4 +1,6 @@
-# What a deep-sleeping token keeps in RTC memory: the only RAM that survives the sleep.
+# What a deep-sleeping token keeps in RTC memory, the only RAM that survives the sleep, and how
+# the app packs it before the sleep and picks it up after the wake. Loaded only by tokens that
+# deep-sleep (the `burst` profile): the others never pay its RAM.
 #
 # Layout (little-endian), then the open encounters (tokenfw.encounters snapshot) and a CRC-32
 # of everything before it:
@@ -16,7 +18,7 @@ _VERSION = 1
 _HEADER = "<2sBHIIIIIIII"
 HEADER_BYTES = struct.calcsize(_HEADER)
 RTC_MEMORY_BYTES = 2048  # ESP32 port: machine.RTC().memory() holds at most this
-COUNTERS = ("scan_ms", "adv_ms", "awake_ms", "asleep_ms", "wakes")
+COUNTERS = ("scan_ms", "adv_ms", "awake_ms", "asleep_ms", "wakes")  # as tokenfw.app counts them
 
 
 def _check(data):
@@ -43,3 +45,35 @@ def unpack(data):
     if fields[0] != _MAGIC or fields[1] != _VERSION:
         return None
     return fields[2], fields[3], fields[4], fields[5], dict(zip(COUNTERS, fields[6:])), body[HEADER_BYTES:]
+
+
+def prepare(token, now, sleep_ms):
+    """Commit the token's log and pack what must outlive the sleep into RTC memory."""
+    radio = token.board.radio
+    radio.stop_scan()
+    radio.stop_advertising()
+    token.aggregator.tick(now)
+    encounters = token.aggregator.snapshot()
+    if HEADER_BYTES + len(encounters) + 4 > RTC_MEMORY_BYTES:
+        token.aggregator.close_all(now)  # more than RTC memory holds: log them now
+        encounters = b""
+    token.commit(now)
+    counters = token.counters()
+    counters["asleep_ms"] += sleep_ms
+    counters["wakes"] += 1
+    token.board.rtc_memory(pack(token.scan_id, token.last_commit, token.last_status, token.last_retention,
+                                counters, encounters))
+
+
+def resume(token, memory):
+    """Reopen the open encounters and counters packed before the sleep: (last_commit,
+    last_status, last_retention, counters), or None when `memory` is damaged (nothing changed)."""
+    state = unpack(memory)
+    if state is None:
+        return None
+    try:
+        token.aggregator.restore(state[5])
+    except ValueError:
+        return None
+    token.scan_id = state[0]
+    return state[1:5]
