@@ -30,11 +30,11 @@ class RiskSettings:
     """GAEN v2-style scoring knobs (see docs/matching.md)."""
 
     # Attenuation thresholds (dB) splitting IMMEDIATE / NEAR / MEDIUM / OTHER.
-    attenuation_thresholds_db: tuple[int, int, int] = (58, 62, 66)
+    attenuation_thresholds_db: tuple[int, int, int] = (60, 62, 66)
     # Weights of the four buckets, each 0..2.5 as in GAEN v2.
     bucket_weights: tuple[float, float, float, float] = (1.0, 0.5, 0.0, 0.0)
-    # A token is exposed at this many weighted minutes on one UTC day (RiskConfig: why 10).
-    exposure_threshold_min: float = 10.0
+    # A token is exposed at this many weighted minutes on one UTC day (RiskConfig: why 11).
+    exposure_threshold_min: float = 11.0
     # RPI join tolerance (10-minute intervals) after clock-drift correction: +-2 h.
     interval_tolerance: int = 12
 
@@ -173,7 +173,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         problems.append(f"region must be 1-16 letters, digits or '-', got {region!r}")
     values["region"] = region
 
-    thresholds_raw = str(get("attenuation_thresholds_db", "58,62,66"))
+    thresholds_raw = str(get("attenuation_thresholds_db", "60,62,66"))
     weights_raw = str(get("bucket_weights", "1.0,0.5,0.0,0.0"))
     risk_kwargs = {}
     try:
@@ -192,7 +192,7 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
     except ValueError:
         problems.append(f"bucket_weights must be four weights in 0..2.5, got {weights_raw!r}")
     try:
-        threshold_min = float(get("exposure_threshold_min", 10.0))
+        threshold_min = float(get("exposure_threshold_min", 11.0))
         if not 0.0 < threshold_min <= 24 * 60:
             raise ValueError
         risk_kwargs["exposure_threshold_min"] = threshold_min

@@ -88,23 +88,23 @@ class RiskConfig:
 
     Attenuation buckets: typical attenuation <= t0 is IMMEDIATE, <= t1 NEAR, <= t2 MEDIUM,
     else OTHER; `bucket_weights` gives the four weights (each 0..2.5). A contact is an exposure
-    when its weighted seconds on one UTC day reach `exposure_threshold_s` (600 = 10 weighted
+    when its weighted seconds on one UTC day reach `exposure_threshold_s` (660 = 11 weighted
     minutes: the records' seconds count only the scans that heard the contact, at weight 0.5
-    in NEAR, so 15 minutes within 2 m measure about 10 weighted minutes).
+    in NEAR, so 15 minutes within 2 m measure less than 15 weighted minutes).
     """
 
     interval_tolerance: int = 12            # +-2 h, in 10-minute intervals
     # Calibrated in the community simulation (docs/matching.md, "Risk model"): 2 m indoors is
-    # about 57 dB and 3 m about 62 dB with the tokens' antennas; beyond 66 dB contacts were
+    # about 57 dB and 3 m about 62 dB with the tokens' antennas; beyond 62 dB contacts were
     # mostly the 3-8 m crowd of long gatherings, the false alarms of the older (55, 63, 73).
-    attenuation_thresholds_db: tuple[int, int, int] = (58, 62, 66)
+    attenuation_thresholds_db: tuple[int, int, int] = (60, 62, 66)
     bucket_weights: tuple[float, float, float, float] = (1.0, 0.5, 0.0, 0.0)
     report_type_weights: dict[int, float] = field(default_factory=lambda: {
         REPORT_UNKNOWN: 1.0, REPORT_CONFIRMED_TEST: 1.0,
         REPORT_CONFIRMED_CLINICAL_DIAGNOSIS: 1.0, REPORT_SELF_REPORT: 1.0,
         REPORT_RECURSIVE: 1.0})
     infectiousness_weight: float = 1.0
-    exposure_threshold_s: float = 600.0     # 10 weighted minutes: see the class docstring
+    exposure_threshold_s: float = 660.0     # 11 weighted minutes: see the class docstring
     min_tx_power_dbm: int = -50
     max_tx_power_dbm: int = 20
     max_scan_gap_s: int = 300               # GAEN caps seconds-since-last-scan at 300

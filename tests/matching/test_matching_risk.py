@@ -29,15 +29,15 @@ def test_nine_minutes_is_not_an_exposure_and_the_threshold_is_configurable():
     case = Emitter("TT-CASE", tx_power_dbm=-10)
     log = Log("TT-OBS").hear(case, DAY0 + 36060, DAY0 + 36060 + 8 * 60, rssi=-60)
     [day] = _day_scores(log, case)
-    assert day.weighted_s == pytest.approx(540) and not day.exposed   # default: 600 weighted s
+    assert day.weighted_s == pytest.approx(540) and not day.exposed   # default: 660 weighted s
     [day] = _day_scores(log, case, RiskConfig(exposure_threshold_s=500))
     assert day.exposed
 
 
 @pytest.mark.parametrize("rssi, weight", [
     (-65, 1.0),   # 55 dB: IMMEDIATE
-    (-68, 1.0),   # 58 dB: IMMEDIATE (threshold inclusive)
-    (-69, 0.5),   # 59 dB: NEAR
+    (-70, 1.0),   # 60 dB: IMMEDIATE (threshold inclusive)
+    (-71, 0.5),   # 61 dB: NEAR
     (-72, 0.5),   # 62 dB
     (-73, 0.0),   # 63 dB: MEDIUM, weight 0 (mostly people 3-8 m away)
     (-84, 0.0),   # 74 dB: OTHER, too far to count
@@ -48,7 +48,7 @@ def test_attenuation_buckets_weight_the_same_minutes(rssi, weight):
     log = Log("TT-OBS").hear(case, DAY0 + 36000, DAY0 + 36000 + 29 * 60, rssi=rssi)
     [day] = _day_scores(log, case)
     assert day.weighted_s == pytest.approx(1800 * weight)
-    assert day.exposed is (1800 * weight >= 600)
+    assert day.exposed is (1800 * weight >= 660)
     assert day.min_attenuation_db == -10 - rssi
 
 

@@ -17,7 +17,7 @@ def test_zero_configuration_defaults_to_sqlite_in_the_data_dir(tmp_path):
     loaded = settings_mod.load(env={}, data_dir=str(tmp_path))
     assert loaded.db_url == f"sqlite:///{tmp_path / 'matching.sqlite3'}"
     assert (loaded.host, loaded.port) == ("127.0.0.1", 8080)
-    assert loaded.risk.exposure_threshold_min == 10.0
+    assert loaded.risk.exposure_threshold_min == 11.0
 
 
 def test_every_bad_setting_is_reported_together(tmp_path):
