@@ -38,3 +38,36 @@ def test_two_virtual_tokens_hear_each_other_in_the_bumble_air(tmp_path, monkeypa
         assert device["advertising"], f"{name} is not advertising"
         assert int(device["address"][:2], 16) >> 6 == 0  # a non-resolvable private address
         assert device["delivered"] > 0, f"{name} heard nothing in a scan window"
+
+
+def test_plugging_a_token_into_usb_power_opens_its_bluetooth_sync_window(tmp_path, monkeypatch):
+    """A host opening the console port is the virtual USB cable: the moment a provisioned token
+    is plugged in it offers BLE sync (GAEN advertising resumes when the window closes)."""
+    import os
+    import subprocess
+
+    tool = Path(sys.executable).with_name("tokentool")
+    monkeypatch.setenv("TOKENTOOL_HOME", str(tmp_path / "clinic"))
+
+    def offering(air) -> list[str]:
+        found = subprocess.run([str(tool), "scan", "--air", air.socket_path, "--timeout", "2", "--json"],
+                               capture_output=True, text=True, timeout=60)
+        assert found.returncode == 0, found.stderr
+        return [t["serial"] for t in json.loads(found.stdout)]
+
+    with AirProcess(tmp_path / "air.sock", time_scale=1.0, seed=3, log_path=tmp_path / "air.log") as air:
+        monkeypatch.setenv("TOKENTOOL_AIR", air.socket_path)
+        with running_token(tmp_path / "tok", name="tok", air=tmp_path / "world") as token:
+            provisioned = subprocess.run([str(tool), "provision", "--port", token.pty, "--role", "wearable",
+                                          "--private", "--json"], capture_output=True, text=True, timeout=120)
+            assert provisioned.returncode == 0, provisioned.stderr
+            serial = json.loads(provisioned.stdout)["serial"]
+            assert offering(air) == []  # unplugged (the port closed): no sync window
+            fd = os.open(token.pty, os.O_RDWR | os.O_NOCTTY)  # plugged in again
+            try:
+                deadline = time.monotonic() + 30
+                while serial not in (seen := offering(air)) and time.monotonic() < deadline:
+                    pass
+            finally:
+                os.close(fd)
+    assert seen == [serial]
