@@ -65,6 +65,17 @@ def format_drift(seconds: int) -> str:
     return f"{sign}{s // 86400} days"
 
 
+def _next_whole_second(now: Callable[[], float]) -> int:
+    """Wait for the host clock's next whole second and return it. TIME carries whole seconds, so
+    a token set at the top of a second is off by the trip over the cable (milliseconds), not by
+    up to a second: burst tokens wake on their clocks' whole minutes and must agree."""
+    t = now()
+    whole = int(t) if t == int(t) else int(t) + 1
+    if whole > t:
+        time.sleep(whole - t)
+    return whole
+
+
 def sync_token(transport: Transport, outbox: Outbox, *, now: Callable[[], float] = time.time,
                progress: Progress | None = None, chunk: int = 128, window: int = 3,
                client: SyncClient | None = None) -> SyncReport:
@@ -77,7 +88,7 @@ def sync_token(transport: Transport, outbox: Outbox, *, now: Callable[[], float]
         raise TokenToolError(
             f"the token on {transport.name} is not provisioned (no serial); provision it first: "
             f"tokentool provision --port {transport.name} --role wearable")
-    host_now = int(now())
+    host_now = _next_whole_second(now)
     clock = client.set_time(host_now)
     until = clock["boundary_seq"]  # records the token holds when its clock was set
     acked = info.get("acked_seq") or 0

@@ -220,3 +220,13 @@ def test_a_token_app_restart_mid_sync_is_greeted_again_and_the_sync_completes(to
         report = sync_token(transport, outbox, client=client, now=lambda: 1_750_000_000)
     assert report.new_records == 900 and client.greetings_lost == 1
     assert _seqs(tmp_path / "o.sqlite") == list(range(1, 901))
+
+
+def test_the_clock_is_set_at_the_top_of_a_host_second(monkeypatch):
+    from host_tools import sync_session
+
+    slept = []
+    monkeypatch.setattr(sync_session.time, "sleep", slept.append)
+    assert sync_session._next_whole_second(lambda: 1_750_000_000.25) == 1_750_000_001
+    assert slept == [0.75]
+    assert sync_session._next_whole_second(lambda: 1_750_000_002.0) == 1_750_000_002 and slept == [0.75]
