@@ -271,8 +271,7 @@ def _day(c: Community, tx: np.ndarray, day: int):
     o = np.concatenate(obs).astype(np.int32)
     s = np.concatenate(sls).astype(np.int32)
     okey = o.astype(np.int64) * slots + s
-    _, inv, cnt = np.unique(okey, return_inverse=True, return_counts=True)
-    in_range = cnt[inv].astype(np.int16)
+    in_range = np.bincount(okey, minlength=n * slots)[okey].astype(np.int16)  # per (observer, slot)
     order = np.argsort(o, kind="stable")  # grouped by observer (Links.index)
     links = (o[order], (s + s0).astype(np.int32)[order], np.concatenate(adv).astype(np.int32)[order],
              np.concatenate(rss).astype(np.float32)[order], np.concatenate(dss).astype(np.float32)[order],
