@@ -76,6 +76,9 @@ def write_summary(results: dict, out: Path, name: str, load) -> None:
             "goal_met_with_service_defaults": bool(p["recall"] and p["precision"] and p["recall"] >= 0.9
                                                    and p["precision"] >= 0.8),
             "best_setting_at_goal_recall": p["best_setting_at_goal_recall"],
+            "operating_point": p["operating_point"],
+            "false_alarms_by_close_minutes": p["false_alarms_by_close_minutes"],
+            "missed_by_close_minutes": p["missed_by_close_minutes"],
             "wearers": results["wearers"], "days": results["days"],
             # One profile's run: the shared community, links and identifiers plus its own part.
             "seconds": round(shared_s + p["timings_s"]["total"], 1)}
@@ -91,10 +94,18 @@ def write_summary(results: dict, out: Path, name: str, load) -> None:
             profile, summary["profiles"][profile]["seconds"], p["recall"], p["precision"], p["venue_recall"],
             p["battery"]["esp32-devkitc"]["firmware_as_is"], p["battery"]["esp32-devkitc"]["light_sleep"],
             p["flash_bytes_per_day"], p["retention_days"]))
-    lines += ["", "Recall and precision are with the matching service's default risk settings. Best "
-              "setting found with recall >= 0.9 (calibration table in the report):", ""]
+    lines += ["", "Recall and precision are at the chosen operating point, the matching service's default "
+              "risk settings (RiskConfig); the best setting found with recall >= 0.9 on the report's "
+              "calibration grid is beside it. False alarms and misses by the wearer's most minutes "
+              "within 2 m of one case on one day show what limits precision:", ""]
     for profile, p in results["profiles"].items():
-        lines.append("- %s: %s" % (profile, p["best_setting_at_goal_recall"]))
+        op = p["operating_point"]
+        lines.append("- %s: operating point buckets %s dB, weights %s, %g weighted min: recall %s, precision %s; "
+                     "best at recall >= 0.9: %s; false alarms by close minutes %s; misses %s" % (
+                         profile, op["attenuation_thresholds_db"], op["bucket_weights"],
+                         op["exposure_threshold_s"] / 60, op["recall"], op["precision"],
+                         p["best_setting_at_goal_recall"], p["false_alarms_by_close_minutes"],
+                         p["missed_by_close_minutes"]))
     lines += ["", "Time per phase (s): shared %s; per profile %s." % (
         results["shared_timings_s"], {k: v["timings_s"] for k, v in results["profiles"].items()}), ""]
     (out / (name + ".md")).write_text("\n".join(lines))

@@ -77,7 +77,9 @@ def _thresholds(profiles, path):
                     label="%s recall (%s)" % (kind, name))
             ax.plot(x, [r[kind]["precision"] or 0 for r in p["thresholds"]], style, marker="s",
                     label="%s precision (%s)" % (kind, name))
-    ax.axvline(15, color="grey", ls=":")
+    for p in profiles.values():
+        ax.axvline(p["operating_point"]["exposure_threshold_s"] / 60, color="grey", ls=":")
+        break
     ax.set_xlabel("exposure threshold (weighted minutes per day)")
     ax.set_ylabel("share")
     ax.set_ylim(0, 1.02)
@@ -166,13 +168,31 @@ def summary(results: dict) -> str:
               "", "Plots: " + ", ".join("[%s](%s)" % (p, p) for p in PLOTS), ""]
     for name, p in results["profiles"].items():
         best = p.get("best_setting_at_goal_recall")
+        op = p["operating_point"]
+        default_min = op["exposure_threshold_s"] / 60
+        lines += ["### Operating point and what limits it (%s)" % name, "",
+                  "Chosen operating point (the matching service's default RiskConfig): buckets %s dB, "
+                  "weights %s, exposed at %g weighted minutes a day: recall %s, precision %s. "
+                  "Best achievable on the grid below with recall of at least 90 %%: %s. Goal: recall "
+                  "90 %% at precision 80 %%." % (
+                      "/".join(map(str, op["attenuation_thresholds_db"])),
+                      "/".join("%g" % w for w in op["bucket_weights"]), default_min,
+                      _pct(op["recall"]), _pct(op["precision"]),
+                      "none" if not best else "precision %s at recall %s" % (_pct(best["precision"]),
+                                                                              _pct(best["recall"]))), "",
+                  "False alarms by the wearer's most minutes within 2 m of one case on one day "
+                  "(5-minute steps; 15 is a close contact): %s. Missed exposed wearers by the same "
+                  "measure: %s." % (
+                      ", ".join("%s min: %d" % kv for kv in p["false_alarms_by_close_minutes"].items()) or "none",
+                      ", ".join("%s min: %d" % kv for kv in p["missed_by_close_minutes"].items()) or "none"), ""]
         lines += ["### Risk settings (%s)" % name, "",
-                  "The service's defaults against tighter attenuation buckets and weights (escrowed, "
-                  "both sides of each contact), at 15 weighted minutes and at the best threshold:", "",
-                  "| attenuation buckets (dB) | bucket weights | recall / precision at 15 min | best threshold (min): recall / precision |",
+                  "The service's defaults against other attenuation buckets and weights (escrowed, "
+                  "both sides of each contact), at the default %g weighted minutes and at the best "
+                  "threshold:" % default_min, "",
+                  "| attenuation buckets (dB) | bucket weights | recall / precision at %g min | best threshold (min): recall / precision |" % default_min,
                   "| --- | --- | --- | --- |"]
         for cal in p.get("calibration", []):
-            at15 = next(r for r in cal["by_threshold"] if r["threshold_s"] == 900)
+            at15 = next(r for r in cal["by_threshold"] if r["threshold_s"] == op["exposure_threshold_s"])
             ok = [r for r in cal["by_threshold"] if r["recall"] is not None and r["precision"] is not None]
             top = max(ok, key=lambda r: (r["recall"] >= 0.9, r["precision"], r["recall"]), default=None)
             lines.append("| %s | %s | %s / %s | %s |" % (

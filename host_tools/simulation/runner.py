@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from matching_service.matching import RiskConfig
 from tokenfw import records, scheduler
 from tokenfw.radio import ADV_EVENT_US
 
@@ -312,8 +313,27 @@ def _metrics(c, truth, cases, outcome, logs, serials, profile, all_boards, start
                 r["threshold_s"]) for cal in calibration for r in cal["by_threshold"]
                if r["recall"] is not None and r["precision"] is not None and r["recall"] >= GOAL_RECALL]
     best = max(meeting, default=None)
+    # What limits precision: how close to the 15-minute line the false alarms and misses were
+    # (each wearer's most minutes within 2 m of one case on one day).
+    most_close = defaultdict(int)
+    for (w, _, _), sec in seconds.items():
+        most_close[w] = max(most_close[w], sec)
+
+    def by_close_minutes(wearers, cap_min):
+        counts = defaultdict(int)
+        for w in wearers:
+            counts[str(min(most_close.get(w, 0) // 60, cap_min))] += 1
+        return dict(sorted(counts.items(), key=lambda kv: int(kv[0])))
+
+    risk = RiskConfig()
     return {
         "profile": profile,
+        "operating_point": {"attenuation_thresholds_db": list(risk.attenuation_thresholds_db),
+                            "bucket_weights": list(risk.bucket_weights),
+                            "exposure_threshold_s": risk.exposure_threshold_s,
+                            "recall": score(esc)["recall"], "precision": score(esc)["precision"]},
+        "false_alarms_by_close_minutes": by_close_minutes(esc - truth_exposed, 15),
+        "missed_by_close_minutes": by_close_minutes(truth_exposed - esc, 30),
         "calibration": calibration,
         "best_setting_at_goal_recall": None if best is None else {
             "precision": best[0], "recall": best[1], "attenuation_thresholds_db": best[2],
