@@ -174,9 +174,19 @@ class Demo:
         for name in ("chidi", "dede"):
             line = self.run("tokentool", "sync", "--port", self.tokens[name]["pty"], want_json=False)
             detail(f"{name:7} {line}  (USB cable)")
+        self.battery_from_the_log("chidi")
         self.sync_over_bluetooth("bakari")
         uploaded = self.run("tokentool", "upload", want_json=False)
         detail(uploaded)
+
+    def battery_from_the_log(self, name: str) -> None:
+        """What the token's own hourly radio log says about its battery (tokentool events)."""
+        found = _entries(self.run("tokentool", "events", "--port", self.tokens[name]["pty"]))
+        estimate = found[0].get("power") if found else None
+        if estimate:
+            self.summary["battery_from_log"] = estimate
+            detail(f"{name:7} its own log: radio on {estimate['scan_s_per_h'] + estimate['adv_s_per_h']:.0f} s an hour, "
+                   f"{estimate['mean_ma']} mA: a charge lasts {estimate['battery_days']} days")
 
     def sync_over_bluetooth(self, name: str) -> None:
         """The wearer walks into the clinic and presses the button on the token: it opens a

@@ -64,3 +64,14 @@ def test_exposure_status_follows_distance(demo):
     assert status["dede"]["exposed"] is False  # 40 minutes, but through a wall at -96 dBm
     to_call = {e["serial"] for e in summary["case_report"]["exposed"]}
     assert summary["tokens"]["dede"] not in to_call
+
+
+def test_a_tokens_own_radio_log_gives_its_battery_life(demo):
+    out, summary = demo
+    estimate = summary["battery_from_log"]
+    # chidi runs the continuous profile for the demo's day: it listens ~4 s every ~4.25 min
+    # and idles its CPU in between (no light sleep with BLE on stock MicroPython)
+    assert estimate["profile"] == "continuous" and estimate["hours"] >= 6
+    assert 40 <= estimate["scan_s_per_h"] <= 80 and estimate["awake_share"] == 1
+    assert 1 <= estimate["battery_days"] <= 3
+    assert "a charge lasts" in out

@@ -4,13 +4,19 @@ and `tokentool events` (the token's own event log). The auth key comes from the 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from dataclasses import asdict
 
+from host_tools import power
 from host_tools.cli.output import add_json_flag
 from host_tools.cli.provision import add_keystore_argument
 from host_tools.cli.tokens import Reporter, add_port_argument, connect, run_on_ports
 from host_tools.errors import TokenToolError, UsageError
 from host_tools.keystore import Keystore
+from host_tools.micropython import BOARDS_DIR
+
+REFERENCE_BOARD = "esp32-devkitc"  # battery figures for a token whose board has no boards/ entry
 
 
 def _auth_argument(parser: argparse.ArgumentParser) -> None:
@@ -92,11 +98,27 @@ def wipe_port(port: str, args: argparse.Namespace, reporter: Reporter) -> dict:
 def events_port(port: str, args: argparse.Namespace, reporter: Reporter) -> dict:
     transport, client = connect(port, args)
     try:
-        serial = client.info().get("serial")
-        return {"serial": serial, "events": [
-            {"seq": seq, "time": when, "code": code, "detail": detail} for seq, when, code, detail in client.events()]}
+        info = client.info()
+        events = [{"seq": seq, "time": when, "code": code, "detail": detail}
+                  for seq, when, code, detail in client.events()]
     finally:
         transport.close()
+    board_name = info.get("board")
+    if not board_name or not (BOARDS_DIR / board_name / "board.json").is_file():
+        board_name = REFERENCE_BOARD  # a virtual token is named after itself; it models this one
+    board = json.loads((BOARDS_DIR / board_name / "board.json").read_text())
+    found = power.estimate([(e["time"], e["code"], e["detail"]) for e in events], board)
+    return {"serial": info.get("serial"), "events": events, "board": board_name,
+            "power": asdict(found) if found else None}
+
+
+def _power_line(r: dict) -> list[str]:
+    p = r["power"]
+    if not p:
+        return []
+    return [f"  radio on {p['scan_s_per_h']} s/h listening, {p['adv_s_per_h']} s/h sending, CPU awake "
+            f"{p['awake_share']:.0%} ({p['profile']}, {p['hours']} h logged): {p['mean_ma']} mA on "
+            f"{r['board']}, {p['battery_days']} days a charge"]
 
 
 def _keys(args: argparse.Namespace) -> int:
@@ -119,5 +141,6 @@ def _events(args: argparse.Namespace) -> int:
         args, lambda port, r: events_port(port, args, r), title="events",
         sentence=lambda r: "\n".join([f"{r['serial'] or 'unprovisioned token'} on {r['port']}: {len(r['events'])} events"]
                                      + [f"  #{e['seq']} {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(e['time']))} "
-                                        f"{e['code']}: {e['detail']}" for e in r["events"]]),
+                                        f"{e['code']}: {e['detail']}" for e in r["events"]]
+                                     + _power_line(r)),
         columns=[("serial", "serial")])
