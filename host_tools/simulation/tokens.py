@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import os
 import random
 from dataclasses import dataclass
@@ -201,12 +202,11 @@ def _aggregate(token: int) -> TokenLog:
     ident = s["ident"]  # bytes: (token * intervals + interval) * 20 -> RPI || AEM
     intervals = s["intervals"]
 
-    out = []
-    seq = [1]
+    out: list[bytes] = []
+    append, encode, numbers = out.append, records.encode, itertools.count(1)
 
     def log(encounter):
-        out.append(records.encode(seq[0], encounter))
-        seq[0] += 1
+        append(encode(next(numbers), encounter))
 
     cfg = app.DEFAULT_CONFIG
     agg = Aggregator(gap_s=cfg["gap_s"], max_open=cfg["max_open"], on_close=log)
