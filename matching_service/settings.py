@@ -30,9 +30,9 @@ class RiskSettings:
     """GAEN v2-style scoring knobs (see docs/matching.md)."""
 
     # Attenuation thresholds (dB) splitting IMMEDIATE / NEAR / MEDIUM / OTHER.
-    attenuation_thresholds_db: tuple[int, int, int] = (60, 62, 66)
+    attenuation_thresholds_db: tuple[int, int, int] = (60, 62, 68)
     # Weights of the four buckets, each 0..2.5 as in GAEN v2.
-    bucket_weights: tuple[float, float, float, float] = (1.0, 0.5, 0.0, 0.0)
+    bucket_weights: tuple[float, float, float, float] = (1.0, 0.5, 0.25, 0.0)
     # A token is exposed at this many weighted minutes on one UTC day (RiskConfig: why 11).
     exposure_threshold_min: float = 11.0
     # RPI join tolerance (10-minute intervals) after clock-drift correction: +-2 h.
@@ -173,8 +173,8 @@ def load(env: Mapping[str, str] | None = None, **overrides) -> Settings:
         problems.append(f"region must be 1-16 letters, digits or '-', got {region!r}")
     values["region"] = region
 
-    thresholds_raw = str(get("attenuation_thresholds_db", "60,62,66"))
-    weights_raw = str(get("bucket_weights", "1.0,0.5,0.0,0.0"))
+    thresholds_raw = str(get("attenuation_thresholds_db", "60,62,68"))
+    weights_raw = str(get("bucket_weights", "1.0,0.5,0.25,0.0"))
     risk_kwargs = {}
     try:
         thresholds = tuple(int(x) for x in thresholds_raw.split(","))

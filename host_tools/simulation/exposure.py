@@ -147,11 +147,11 @@ def run(c, serials: list[str], sightings, cases: np.ndarray, teks: dict, tx_adve
     return out
 
 
-# Candidate risk settings for the calibration table: the service's defaults (60/62/66 dB,
-# 1/0.5/0/0), its earlier ones (55/63/73, 1/1/0.5/0) and neighbours of both (GAEN lets health
+# Candidate risk settings for the calibration table: the service's defaults (60/62/68 dB,
+# 1/0.5/0.25/0), its earlier ones (55/63/73, 1/1/0.5/0) and neighbours of both (GAEN lets health
 # authorities set all of these).
-CANDIDATE_THRESHOLDS_DB = ((60, 62, 66), (55, 63, 73), (55, 60, 65), (58, 62, 66))
-CANDIDATE_WEIGHTS = ((1.0, 0.5, 0.0, 0.0), (1.0, 1.0, 0.5, 0.0), (1.0, 1.0, 0.0, 0.0))
+CANDIDATE_THRESHOLDS_DB = ((60, 62, 68), (55, 63, 73), (55, 60, 65), (60, 62, 66))
+CANDIDATE_WEIGHTS = ((1.0, 0.5, 0.25, 0.0), (1.0, 0.5, 0.0, 0.0), (1.0, 1.0, 0.5, 0.0), (1.0, 1.0, 0.0, 0.0))
 
 
 def both_sides(index: SightingIndex, devices, case_serials: set[str], keys, now_s: int,

@@ -94,11 +94,12 @@ class RiskConfig:
     """
 
     interval_tolerance: int = 12            # +-2 h, in 10-minute intervals
-    # Calibrated in the community simulation (docs/matching.md, "Risk model"): 2 m indoors is
-    # about 57 dB and 3 m about 62 dB with the tokens' antennas; beyond 62 dB contacts were
-    # mostly the 3-8 m crowd of long gatherings, the false alarms of the older (55, 63, 73).
-    attenuation_thresholds_db: tuple[int, int, int] = (60, 62, 66)
-    bucket_weights: tuple[float, float, float, float] = (1.0, 0.5, 0.0, 0.0)
+    # Calibrated in the community simulation (docs/matching.md, "Where the defaults come
+    # from"): 2 m indoors is about 57 dB and 3 m about 62 dB with the tokens' antennas; the
+    # 3-8 m crowd of long gatherings (up to about 75 dB) made most false alarms of the older
+    # (55, 63, 73) weighted (1, 1, 0.5, 0).
+    attenuation_thresholds_db: tuple[int, int, int] = (60, 62, 68)
+    bucket_weights: tuple[float, float, float, float] = (1.0, 0.5, 0.25, 0.0)
     report_type_weights: dict[int, float] = field(default_factory=lambda: {
         REPORT_UNKNOWN: 1.0, REPORT_CONFIRMED_TEST: 1.0,
         REPORT_CONFIRMED_CLINICAL_DIAGNOSIS: 1.0, REPORT_SELF_REPORT: 1.0,

@@ -39,8 +39,9 @@ def test_nine_minutes_is_not_an_exposure_and_the_threshold_is_configurable():
     (-70, 1.0),   # 60 dB: IMMEDIATE (threshold inclusive)
     (-71, 0.5),   # 61 dB: NEAR
     (-72, 0.5),   # 62 dB
-    (-73, 0.0),   # 63 dB: MEDIUM, weight 0 (mostly people 3-8 m away)
-    (-84, 0.0),   # 74 dB: OTHER, too far to count
+    (-73, 0.25),  # 63 dB: MEDIUM, a quarter (mostly people 3-5 m away)
+    (-78, 0.25),  # 68 dB
+    (-79, 0.0),   # 69 dB: OTHER, too far to count
 ])
 def test_attenuation_buckets_weight_the_same_minutes(rssi, weight):
     case = Emitter("TT-CASE", tx_power_dbm=-10)
