@@ -176,7 +176,7 @@ def _aggregate(token: int) -> TokenLog:
         # its own clock, for awake_s, i.e. at true time multiple - error. Another token hears it
         # only for the part of its own window that overlaps that; beacons always advertise.
         clocks = s["clocks"]
-        n_wearers = len(clocks.drift)
+        n_wearers = len(clocks.first_sync_s)
         a_link = adv[link_of]
         wearer = a_link < n_wearers
         every, awake = prof["wake_every_s"], prof["awake_s"]
