@@ -10,8 +10,9 @@
 # time since the previous set is the rate still uncorrected, and now() adds `rate_ppb` from then
 # on. Burst tokens need this: they wake on the whole minute of their own clocks and must stay
 # within a second or two of each other between weekly syncs. A rate is learnt only over at least
-# three days (the host sets whole seconds, so a set is up to 1 s off: 4 ppm over three days, 2
-# over a week), and a measured rate beyond +-200 ppm is taken for a reset clock, not drift.
+# three days, from the correction to the millisecond where the RTC tells them (the host sends
+# the top of its second, so a set is off by the cable's trip), and a measured rate beyond
+# +-200 ppm is taken for a reset clock, not drift.
 #
 # Edge cases:
 # - Ports count from different epochs: the unix port from 1970, bare-metal ports (ESP32) from
@@ -83,9 +84,18 @@ class Clock:
     def now(self):
         """Token time, unix seconds (int). Meaningful as a wall time only when is_set()."""
         raw = int(self._rtc.seconds())
-        if self.rate_ppb:
-            return raw + self._offset + self._since_set(raw) * self.rate_ppb // 1000000000
+        if self.rate_ppb:  # the rate's correction, to the nearest second
+            return raw + self._offset + (self._since_set(raw) * self.rate_ppb + 500000000) // 1000000000
         return raw + self._offset
+
+    def _now_ms(self):
+        """Token time in unix milliseconds where the RTC tells them (`milliseconds()`, port
+        epoch), else now() in whole seconds."""
+        milliseconds = getattr(self._rtc, "milliseconds", None)
+        if milliseconds is None:
+            return self.now() * 1000
+        raw_ms = milliseconds()
+        return raw_ms + self._offset * 1000 + self._since_set(raw_ms // 1000) * self.rate_ppb // 1000000
 
     def ticks_ms(self):
         return self._rtc.ticks_ms()
@@ -114,10 +124,12 @@ class Clock:
             raise ValueError("clock time %d is outside 2024..2106" % unix_s)
         raw = int(self._rtc.seconds())
         correction_s = unix_s - self.now()
+        # learnt from the millisecond: the host sends the top of its second (sync_session)
+        correction_ms = unix_s * 1000 - self._now_ms()
         rate_ppb = self.rate_ppb
         elapsed = self._since_set(raw)
         if self.is_set() and elapsed >= _RATE_MIN_ELAPSED_S:
-            learnt = rate_ppb + correction_s * 1000000000 // elapsed
+            learnt = rate_ppb + correction_ms * 1000000 // elapsed
             if -_RATE_MAX_PPB <= learnt <= _RATE_MAX_PPB:
                 rate_ppb = learnt
         self._rtc.set_seconds(unix_s - self._offset)

@@ -11,8 +11,8 @@ What is left between syncs:
   so the token is behind by the TIME command's trip over USB serial (5-50 ms).
 - residual rate: the crystal's own rate (one per token, uniform in +-drift_ppm: its tolerance
   band) plus the week's temperature share (uniform in +-TEMPERATURE_PPM, redrawn every sync
-  period), plus the rate the Clock learnt (`rate_ppb`). The Clock learns from whole-second
-  corrections over at least three days, so a week's learning leaves up to one second a week.
+  period), plus the rate the Clock learnt (`rate_ppb`). The Clock learns from millisecond
+  corrections over at least three days, so what is left is mostly the week's temperature.
 - syncs every `sync_every_s` at a per-token phase (each wearer has their own clinic day); the
   tokens have been in service for HISTORY_SYNCS syncs before the run, so their Clock has learnt
   its rate (a token in its first week after hand-out drifts by its full crystal error).
@@ -78,6 +78,9 @@ class SimulatedRtc:
         self._raw_ref, self._true_ref, self.rate = self.seconds(), self.true_s, rate
 
     def ticks_ms(self) -> int:
+        return int(self.seconds() * 1000)
+
+    def milliseconds(self) -> int:
         return int(self.seconds() * 1000)
 
 

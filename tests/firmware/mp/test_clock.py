@@ -183,3 +183,25 @@ def test_no_rate_is_learnt_from_a_short_gap_or_a_reset_clock():
         clock.set(T_2026 + 6 * 86400)
         assert clock.rate_ppb == 0
     with_dir(run)
+
+
+class MillisecondRtc(DriftingRtc):
+    """As an ESP32's RTC: it also tells the milliseconds (time.time_ns)."""
+
+    def milliseconds(self):
+        return int(self.exact * 1000)
+
+
+def test_an_rtc_that_tells_milliseconds_learns_the_rate_to_a_fraction_of_a_ppm():
+    def run(path):
+        rtc = MillisecondRtc(0, ppm=18)
+        clock = Clock(rtc, path + "/clock.json", epoch_year=1970)
+        week = 7 * 86400
+        clock.set(T_2026)
+        rtc.advance(week)
+        clock.set(T_2026 + week)  # the host sends the top of its second
+        assert -18200 <= clock.rate_ppb <= -17800
+        rtc.advance(week)
+        assert abs(clock.ms_until(T_2026 + 2 * week)) <= 100  # a wake on time to 0.1 s
+        assert clock.now() in (T_2026 + 2 * week - 1, T_2026 + 2 * week)  # 0.3 ms short of it
+    with_dir(run)
