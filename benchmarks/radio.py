@@ -194,7 +194,7 @@ real firmware in the virtual air (bumble), {args.hours:g} token hours per profil
 Detection: share of 15-minute contacts logged by at least one token of the pair (venue: by the
 wearable). On-time and current from the firmware's own radio accounting and the ESP32-DevKitC
 datasheet figures; `continuous` and `venue` keep the CPU idle at {20} mA (stock MicroPython cannot
-light-sleep with BLE on), `burst` deep-sleeps between its 4-second wakes on the whole minute and
+light-sleep with BLE on), `burst` deep-sleeps between its {scheduler.profile('burst')['awake_s']}-second wakes on the whole minute and
 pays an estimated boot after each (board.json `wake_boot_ms`, to be measured on hardware).
 
 Sync of {sync['records']} records, same token, same run: BLE {sync['ble_sync_records_per_s']} records/s,

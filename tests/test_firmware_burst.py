@@ -20,9 +20,9 @@ def run_hours(tmp_path, hours: str, *extra: str) -> dict:
 def test_a_burst_token_sleeps_between_wakes_and_keeps_its_encounters(tmp_path):
     run = run_hours(tmp_path, "2")
     # Awake for two minutes after switching on (a technician's REPL), then a deep sleep after
-    # every 4-second wake on the whole minute: 56 s each.
+    # every 2-second wake on the whole minute: 58 s each.
     assert run["deep_sleeps"] == run["sleeps"] == 118
-    assert run["sleep_ms"] == [56000]
+    assert run["sleep_ms"] == [58000]
     neighbour = [e for e in run["encounters"] if e[0] == 1]
     visitor = [e for e in run["encounters"] if e[0] == 2]
     # One record per 10-minute interval, made of the ten wakes in it: the open encounter

@@ -31,17 +31,18 @@ PROFILES = {
     },
     # Stock MicroPython on ESP32 cannot light-sleep with BLE on, so a token that must last on
     # a small battery wakes from deep sleep once a minute, advertises and scans for `awake_s`,
-    # and deep-sleeps the rest, its open encounters kept in RTC memory (tokenfw.snapshot). The
+    # and deep-sleeps the rest, its open encounters kept in RTC memory (tokenfw.deepsleep). The
     # radio is on only while awake (`advertise_while_awake`). Wakes fall on whole multiples of
     # `wake_every_s` on the token's wall clock, so every burst token whose clock a clinic set
     # is awake at the same moments as the others; how far apart their clocks drift decides how
-    # much of each window they share (docs/ble.md, "Burst profile").
+    # much of each window they share. Two seconds: listening is the dearest part of a wake
+    # (docs/ble.md, "Burst profile").
     "burst": {
         "advertise": True,
         "scan": True,
         "adv_interval_ms": 250,
-        "scan_window_ms": 4000,
-        "awake_s": 4,
+        "scan_window_ms": 2000,
+        "awake_s": 2,
         "wake_every_s": 60,
         "advertise_while_awake": True,
         "deep_sleep": True,
