@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--board", default="esp32-devkitc", help="board of the tokens (default esp32-devkitc)")
     parser.add_argument("--escrowed-share", default="0.8", help="share of escrowed tokens, 0..1 (default 0.8)")
     parser.add_argument("--positive-share", default="0.005", help="share of wearers testing positive (default 0.005)")
+    parser.add_argument("--clock-sync-days", default="7",
+                        help="days between a token's clinic syncs, which set its clock (default 7); "
+                             "burst tokens wake on their clocks, so this bounds their drift")
     parser.add_argument("--seed", default="1", help="random seed; the same seed gives the same result")
     parser.add_argument("--out", default=None, help="write the report folder here")
     add_json_flag(parser)
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         profile=args.profile, board=args.board,
         escrowed_share=_float(args.escrowed_share, "--escrowed-share"),
         positive_share=_float(args.positive_share, "--positive-share"),
+        clock_sync_every_days=_float(args.clock_sync_days, "--clock-sync-days"),
         seed=_int(args.seed, "--seed"))
     if args.out:
         # Before minutes of work: a folder that cannot be written is refused at once.

@@ -54,6 +54,8 @@ def test_bad_arguments_get_one_line_and_a_non_zero_exit(tmp_path, capsys):
         (("--board", "esp8266"), "unknown board 'esp8266'"),
         (("--escrowed-share", "nan"), "--escrowed-share must be a number"),
         (("--positive-share", "0"), "share testing positive"),
+        (("--clock-sync-days", "60"), "clock sync interval must be between"),
+        (("--clock-sync-days", "weekly"), "--clock-sync-days must be a number"),
     ]
     for args, message in cases:
         assert main(["simulate", *args]) == 2, args
