@@ -12,13 +12,13 @@
 import struct
 
 from tokenfw import records
+from tokenfw.app import COUNTERS  # the app's counters, in the order they are packed
 
 _MAGIC = b"TS"
 _VERSION = 1
 _HEADER = "<2sBHIIIIIIII"
 HEADER_BYTES = struct.calcsize(_HEADER)
 RTC_MEMORY_BYTES = 2048  # ESP32 port: machine.RTC().memory() holds at most this
-COUNTERS = ("scan_ms", "adv_ms", "awake_ms", "asleep_ms", "wakes")  # as tokenfw.app counts them
 
 
 def _check(data):

@@ -87,11 +87,11 @@ class Button:
             pull = machine.Pin.PULL_UP if self._pressed_level == 0 else machine.Pin.PULL_DOWN
             self._pin = machine.Pin(pins["button"], machine.Pin.IN, pull)
         # A press that woke the token from deep sleep (ext0) counts once, released or not.
-        self._woke_us = machine.reset_cause() == machine.DEEPSLEEP_RESET and machine.wake_reason() == machine.EXT0_WAKE
+        self._pressed_at_wake = machine.reset_cause() == machine.DEEPSLEEP_RESET and machine.wake_reason() == machine.EXT0_WAKE
 
     def pressed(self):
-        if self._woke_us:
-            self._woke_us = False
+        if self._pressed_at_wake:
+            self._pressed_at_wake = False
             return True
         return self._pin is not None and self._pin.value() == self._pressed_level
 
