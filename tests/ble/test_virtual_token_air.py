@@ -71,3 +71,41 @@ def test_plugging_a_token_into_usb_power_opens_its_bluetooth_sync_window(tmp_pat
             finally:
                 os.close(fd)
     assert seen == [serial]
+
+
+def test_burst_tokens_in_the_bumble_air_leave_it_asleep_and_hear_each_other_at_every_wake(tmp_path, monkeypatch):
+    """Deep sleep takes a token's controller off the bumble air and each wake brings a fresh
+    one (as NimBLE after a reset); two burst tokens still log each other once a minute."""
+    import subprocess
+
+    from host_tools.virtual import flash
+    from tokenfw import records
+
+    tool = Path(sys.executable).with_name("tokentool")
+    monkeypatch.setenv("TOKENTOOL_HOME", str(tmp_path / "clinic"))
+    scenario = tmp_path / "scenario.json"
+    scenario.write_text(json.dumps({"devices": {"ann": {"at": [0, 0]}, "ben": {"at": [2, 0]}}}))
+    scale = 30.0
+    with AirProcess(tmp_path / "air.sock", scenario=scenario, time_scale=scale, seed=2,
+                    log_path=tmp_path / "air.log") as air:
+        monkeypatch.setenv("TOKENTOOL_AIR", air.socket_path)
+        shared = tmp_path / "world"
+        with running_token(tmp_path / "ann", name="ann", air=shared, time_scale=scale) as ann, \
+                running_token(tmp_path / "ben", name="ben", air=shared, time_scale=scale) as ben:
+            for token in (ann, ben):
+                done = subprocess.run([str(tool), "provision", "--port", token.pty, "--role", "wearable", "--private",
+                                       "--profile", "burst", "--json"], capture_output=True, text=True, timeout=120)
+                assert done.returncode == 0, done.stderr
+            time.sleep(1500 / scale)  # 25 minutes of token time
+            sleeps = {t.name: t.log().count("deep sleep") for t in (ann, ben)}
+            ann.stop()
+            ben.stop()
+    assert all(n >= 15 for n in sleeps.values()), sleeps
+    found = []
+    for name in flash.list_files(ann.flash):
+        if name.startswith("log/") and name.endswith(".seg"):
+            data = flash.read_file(ann.flash, name)
+            first = int(name[len("log/"):-len(".seg")])
+            found += [records.decode(first + i, data[i * 32:(i + 1) * 32]) for i in range(len(data) // 32)]
+    # ben heard at the shared wakes of whole intervals, kept across ann's sleeps
+    assert any(e.scans >= 6 for e in found), found
