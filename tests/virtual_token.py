@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from host_tools.virtual import control, flash
+from tokenfw import records
 
 MPREMOTE = str(Path(sys.executable).with_name("mpremote"))
 
@@ -89,6 +90,20 @@ class VirtualToken:
             return (self.state / "supervisor.log").read_text()
         except OSError:
             return ""
+
+
+def logged_encounters(image) -> list[records.Encounter]:
+    """Every committed encounter record in a flash image's log, read with littlefs-python
+    (stop the token first for a consistent view)."""
+    found = []
+    for name in flash.list_files(image):
+        if name.startswith("log/") and name.endswith(".seg"):
+            data = flash.read_file(image, name)
+            first_seq = int(name[len("log/"):-len(".seg")])
+            for index in range(len(data) // records.RECORD_SIZE):
+                chunk = data[index * records.RECORD_SIZE:(index + 1) * records.RECORD_SIZE]
+                found.append(records.decode(first_seq + index, chunk))
+    return found
 
 
 @contextmanager

@@ -11,7 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from airlab import AirProcess  # noqa: E402
-from virtual_token import running_token  # noqa: E402
+from virtual_token import logged_encounters, running_token  # noqa: E402
 
 SCALE = 60.0
 
@@ -78,9 +78,6 @@ def test_burst_tokens_in_the_bumble_air_leave_it_asleep_and_hear_each_other_at_e
     one (as NimBLE after a reset); two burst tokens still log each other once a minute."""
     import subprocess
 
-    from host_tools.virtual import flash
-    from tokenfw import records
-
     tool = Path(sys.executable).with_name("tokentool")
     monkeypatch.setenv("TOKENTOOL_HOME", str(tmp_path / "clinic"))
     scenario = tmp_path / "scenario.json"
@@ -101,11 +98,6 @@ def test_burst_tokens_in_the_bumble_air_leave_it_asleep_and_hear_each_other_at_e
             ann.stop()
             ben.stop()
     assert all(n >= 15 for n in sleeps.values()), sleeps
-    found = []
-    for name in flash.list_files(ann.flash):
-        if name.startswith("log/") and name.endswith(".seg"):
-            data = flash.read_file(ann.flash, name)
-            first = int(name[len("log/"):-len(".seg")])
-            found += [records.decode(first + i, data[i * 32:(i + 1) * 32]) for i in range(len(data) // 32)]
+    found = logged_encounters(ann.flash)
     # ben heard at the shared wakes of whole intervals, kept across ann's sleeps
     assert any(e.scans >= 6 for e in found), found

@@ -12,25 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from synchelpers import run_tokentool, tokentool_json  # noqa: E402
-from virtual_token import running_token  # noqa: E402
-
-from host_tools.virtual import flash  # noqa: E402
-from tokenfw import records  # noqa: E402
+from virtual_token import logged_encounters, running_token  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 TIME_SCALE = 30
 START_S = 1772438400  # 2026-03-02T08:00:00Z, the scenario's start
-
-
-def logged(image) -> list[records.Encounter]:
-    found = []
-    for name in flash.list_files(image):
-        if name.startswith("log/") and name.endswith(".seg"):
-            data = flash.read_file(image, name)
-            first_seq = int(name[len("log/"):-len(".seg")])
-            for index in range(len(data) // records.RECORD_SIZE):
-                found.append(records.decode(first_seq + index, data[index * 32:(index + 1) * 32]))
-    return found
 
 
 def test_burst_tokens_sleep_between_shared_wakes_and_keep_their_contacts(tmp_path, tokentool_home):
@@ -54,7 +40,7 @@ def test_burst_tokens_sleep_between_shared_wakes_and_keep_their_contacts(tmp_pat
         ann.stop()
         ben.stop()
     for me, other in ((ann, ben), (ben, ann)):
-        mine = logged(me.flash)
+        mine = logged_encounters(me.flash)
         assert mine, f"{me.name} logged nothing"
         # The whole intervals after provisioning: ten shared wakes each, kept across nine sleeps.
         full = [e for e in mine if START_S + 600 <= e.first_seen < START_S + 2400 and e.duration_s >= 400]

@@ -8,26 +8,12 @@ import time
 
 import pytest
 
-from host_tools.virtual import flash
-from tokenfw import records
-from virtual_token import running_token
+from virtual_token import logged_encounters, running_token
 
 pytestmark = pytest.mark.timeout(120)
 
 PHONE_RPI = bytes(range(0x40, 0x50))
 PHONE_ADV = bytes.fromhex("02011a03036ffd17166ffd") + PHONE_RPI + b"\x01\x02\x03\x04"
-
-
-def logged_encounters(image) -> list[records.Encounter]:
-    found = []
-    for name in flash.list_files(image):
-        if name.startswith("log/") and name.endswith(".seg"):
-            data = flash.read_file(image, name)
-            first_seq = int(name[len("log/"):-len(".seg")])
-            for index in range(len(data) // records.RECORD_SIZE):
-                chunk = data[index * records.RECORD_SIZE:(index + 1) * records.RECORD_SIZE]
-                found.append(records.decode(first_seq + index, chunk))
-    return found
 
 
 def test_two_virtual_tokens_log_each_others_identifiers_from_a_shared_scenario(tmp_path):
