@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 
 from host_tools.micropython import REPO_ROOT
+from host_tools.service_client import wait_until_serving
 
 BIN = Path(sys.executable).parent
 WEARERS = ("amina", "bakari", "chidi", "dede")
@@ -105,16 +106,8 @@ class Demo:
         log = open(self.workdir / "service" / "service.log", "w")
         self.service = subprocess.Popen([str(BIN / "matching-service"), "serve", "--port", str(port)],
                                         env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.service.poll() is not None or time.monotonic() > deadline:
-                raise DemoFailed(f"the matching service did not start; see {log.name}")
-            time.sleep(0.2)
+        if not wait_until_serving(self.url, self.service):
+            raise DemoFailed(f"the matching service did not start; see {log.name}")
         (self.workdir / "clinic" / "service.json").write_text(json.dumps({"url": self.url, "key": clinic}))
         del admin  # the operator keeps it; the demo needs no admin work after this
         detail(f"service at {self.url}; keys made for the operator, a clinic and a health officer")

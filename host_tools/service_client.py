@@ -127,6 +127,21 @@ def upload_batches(serial: str, records: Iterable[tuple[int, bytes]], syncs: lis
     return batches
 
 
+def wait_until_serving(url: str, process, timeout_s: float = 60.0, poll_s: float = 0.2) -> bool:
+    """Wait for a matching service just started as `process` (a Popen) to answer its health
+    check at `url`; False when it exited or `timeout_s` passed first."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url + "/v1/health", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+
+
 class ServiceClient:
     """One matching service, one API key."""
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from host_tools.service_client import ServiceClient
+from host_tools.service_client import ServiceClient, wait_until_serving
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICE_CMD = [sys.executable, "-m", "matching_service.cli"]
@@ -100,16 +100,8 @@ class RunningService:
         self.process = subprocess.Popen([*SERVICE_CMD, "serve", "--port", str(self.port),
                                          "--log-level", "warning"],
                                         env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"matching-service did not start: {self.log_path.read_text()}")
-            time.sleep(0.1)
+        if not wait_until_serving(self.url, self.process, poll_s=0.1):
+            raise RuntimeError(f"matching-service did not start: {self.log_path.read_text()}")
 
     def new_key(self, role: str, **extra) -> str:
         reply = httpx.post(self.url + "/v1/keys", json={"role": role, "label": "test", **extra},
