@@ -48,10 +48,8 @@ def unpack(data):
 
 
 def prepare(token, now, sleep_ms):
-    """Commit the token's log and pack what must outlive the sleep into RTC memory."""
-    radio = token.board.radio
-    radio.stop_scan()
-    radio.stop_advertising()
+    """Commit the token's log and pack what must outlive the sleep into RTC memory (the
+    board's deep_sleep turns the radio off)."""
     token.aggregator.tick(now)
     encounters = token.aggregator.snapshot()
     if HEADER_BYTES + len(encounters) + 4 > RTC_MEMORY_BYTES:
