@@ -29,11 +29,24 @@ class PowerEstimate:
     battery_days: float
 
 
+def mean_current_ma(power: dict, *, scan_s: float, adv_s: float, awake_s: float, asleep_s: float = 0.0,
+                    wakes: float = 0.0, between_ma: float | None = None) -> float:
+    """Mean current over `awake_s + asleep_s` from a board.json `power` object: receive while
+    scanning, transmit while advertising, `between_ma` (default the idle current: stock
+    MicroPython waits in modem sleep) for the rest of the awake time, deep sleep while asleep,
+    and a boot (`wake_boot_ms` at `wake_boot_ma`, taken out of the sleep) for every wake."""
+    deep_ma = power["deep_sleep_ua"] / 1000
+    between = power["idle_ma"] if between_ma is None else between_ma
+    boot_s = wakes * power.get("wake_boot_ms", 0) / 1000
+    charge_mas = (scan_s * power["rx_ma"] + adv_s * power["tx_ma"] + max(0.0, awake_s - scan_s - adv_s) * between
+                  + asleep_s * deep_ma + boot_s * (power.get("wake_boot_ma", power["idle_ma"]) - deep_ma))
+    return charge_mas / (awake_s + asleep_s)
+
+
 def estimate(events: list[tuple[int, str, str]], board: dict) -> PowerEstimate | None:
     """`events`: (time, code, detail) in log order; `board`: a board.json object (its `power`
     figures and battery). Counts the periods of the latest profile the token ran; None before
     one full period."""
-    power = board["power"]
     period_s = scan_s = adv_s = awake_s = asleep_s = wakes = 0.0
     sleeping = counted = False
     previous = profile = None
@@ -61,13 +74,8 @@ def estimate(events: list[tuple[int, str, str]], board: dict) -> PowerEstimate |
         return None
     if not sleeping:
         awake_s, asleep_s = period_s, 0.0
-    idle_s = max(0.0, awake_s - scan_s - adv_s)
-    deep_ma = power["deep_sleep_ua"] / 1000
-    boot_s = wakes * power.get("wake_boot_ms", 0) / 1000
-    charge_mas = (scan_s * power["rx_ma"] + adv_s * power["tx_ma"] + idle_s * power["idle_ma"]
-                  + asleep_s * deep_ma + boot_s * (power.get("wake_boot_ma", power["idle_ma"]) - deep_ma))
+    mean_ma = mean_current_ma(board["power"], scan_s=scan_s, adv_s=adv_s, awake_s=awake_s, asleep_s=asleep_s, wakes=wakes)
     total_s = awake_s + asleep_s
-    mean_ma = charge_mas / total_s
     hours = period_s / 3600
     return PowerEstimate(profile=profile, hours=round(hours, 2), scan_s_per_h=round(scan_s / hours, 1),
                          adv_s_per_h=round(adv_s / hours, 1), awake_share=round(awake_s / total_s, 4),

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from host_tools import power
 from matching_service.matching import RiskConfig
 from tokenfw import records, scheduler
 from tokenfw.radio import ADV_EVENT_US
@@ -392,15 +393,12 @@ def battery_days(prof: dict, scan_ms_per_day: float, all_boards: dict) -> dict:
     out = {}
     for name, b in all_boards.items():
         p = b["power"]
-        mah = p.get("battery_mah") or b["battery"]["capacity_mah"]
-        boot = p["wake_boot_ms"] / 1000 / every if every and prof.get("deep_sleep") else 0.0
-        boot_ma = p["wake_boot_ma"] * boot
-        radio_ma = p["rx_ma"] * scan + p["tx_ma"] * adv
-        asleep = max(0.0, 1.0 - awake - boot)
-        idle = radio_ma + boot_ma + p["idle_ma"] * max(0.0, awake - scan - adv) \
-            + p["deep_sleep_ua"] / 1000 * asleep
-        light = radio_ma + boot_ma + p["light_sleep_ua"] / 1000 * max(0.0, awake - scan - adv) \
-            + p["deep_sleep_ua"] / 1000 * asleep
+        mah = power.battery_mah(b)
+        wakes = 1.0 / every if every and prof.get("deep_sleep") else 0.0  # per second
+        duty = {"scan_s": scan, "adv_s": adv, "awake_s": awake, "asleep_s": 1.0 - awake, "wakes": wakes}
+        idle = power.mean_current_ma(p, **duty)
+        light = power.mean_current_ma(p, **duty, between_ma=p["light_sleep_ua"] / 1000)
+        boot_ma = wakes * p.get("wake_boot_ms", 0) / 1000 * p.get("wake_boot_ma", 0)
         out[name] = {"firmware_as_is": round(mah / idle / 24, 2), "light_sleep": round(mah / light / 24, 1),
                      "mean_ma": round(idle, 3), "mean_ma_light_sleep": round(light, 3),
                      "wake_boot_ma": round(boot_ma, 3),
