@@ -11,7 +11,7 @@
 #                                    copied into the ring buffer since the last call
 #   pending()                        how many reports wait in the ring (the IRQ's signal)
 #   dropped / ignored / heard        reports lost to a full ring / not GAEN / kept
-#   on_time(now_ms) / take_on_time(now_ms)   radio on-time counters (power accounting)
+#   on_time(now_ms)                  radio on-time counters (power accounting)
 #   set_profile(profile)             a power profile's radio rules (burst: on air only while awake)
 #   advertise_sync(adv, resp, ms) / end_sync() / sync_disconnected()   the sync window's
 #                                    connectable advertisement (tokenfw.ble_sync)
@@ -26,8 +26,9 @@
 # Edge cases: adv_data longer than a legacy report (31 bytes) or not a GAEN structure is
 # counted in `ignored` without touching the ring; a rotation while a scan window is open stops
 # the scan (the controller refuses a new address while scanning), rotates, and resumes the
-# window for its remaining time; SCAN_DONE arriving late for an already-restarted scan is
-# told apart by the scan generation.
+# window for its remaining time. SCAN_DONE only records which window it ended: the main loop
+# counts on-time by its own clock, so a window split by a rotation counts its length once even
+# when the stop's SCAN_DONE is delivered seconds later.
 from tokenfw import adv
 
 try:
@@ -87,7 +88,8 @@ class Radio:
         self._advertising = None  # (payload, interval_ms, connectable) while on air
         self._adv_since = 0
         self._scan_gen = 0
-        self._scan_done_gen = 0
+        self._scan_done_gen = 0  # the last window whose on-time is counted (main loop only)
+        self._scan_done_irq = 0  # the window SCAN_DONE was last reported for (IRQ only)
         self._scan_started = 0
         self._scan_ms = 0
         self.gatt = None  # the BLE sync service gets connection/GATT events through here
@@ -119,14 +121,25 @@ class Radio:
             self._ringmv[base + 2 : base + 2 + n] = adv_data
             self._produced += 1
         elif event == _IRQ_SCAN_DONE:
-            self._close_scan(self._now_ms())
+            # Deferred: the main loop counts the window's on-time against its own clock, so
+            # a rotation's stop-and-resume never counts the same seconds twice.
+            self._scan_done_irq = self._scan_gen
         elif self.gatt is not None:
             self.gatt.irq(event, data)
 
     def _close_scan(self, now):
-        if self._scan_done_gen != self._scan_gen:
-            self._scan_done_gen = self._scan_gen
-            self._scan_on_ms += min(_diff_ms(now, self._scan_started), self._scan_ms)
+        """Count the open window's on-time (main loop only); returns the ms it counted."""
+        if self._scan_done_gen == self._scan_gen:
+            return 0
+        self._scan_done_gen = self._scan_gen
+        counted = min(_diff_ms(now, self._scan_started), self._scan_ms)
+        self._scan_on_ms += counted
+        return counted
+
+    def _scan_open(self):
+        if self._scan_done_irq == self._scan_gen:
+            self._close_scan(self._now_ms())
+        return self._scan_done_gen != self._scan_gen
 
     # -- advertising ---------------------------------------------------------------------------
     def _account_adv(self, now):
@@ -147,7 +160,7 @@ class Radio:
             return
         if self._awake_only:
             self._held = (payload, interval_ms, connectable, resp_data)
-            if self._scan_done_gen == self._scan_gen:
+            if not self._scan_open():
                 return  # asleep: goes on air at the next wake
         self._start_advertising(payload, interval_ms, connectable, resp_data)
 
@@ -167,11 +180,10 @@ class Radio:
         ble.gap_advertise(None)
         self._advertising = None
         resume_ms = 0
-        if self._scan_done_gen != self._scan_gen:
+        if self._scan_open():
             # The controller refuses a new address while scanning: stop, rotate, resume.
-            resume_ms = self._scan_ms - _diff_ms(now, self._scan_started)
             ble.gap_scan(None)
-            self._close_scan(now)
+            resume_ms = self._scan_ms - self._close_scan(now)
         if rotate:
             ble.config(addr_mode=_ADDR_MODE_NRPA)
             self.address = bytes(ble.config("mac")[1])
@@ -230,13 +242,14 @@ class Radio:
         self._begin_scan(duration_ms)
 
     def _begin_scan(self, duration_ms):
+        self._close_scan(self._now_ms())  # the last window, if the loop has not looked since
         self._scan_gen += 1
         self._scan_started = self._now_ms()
         self._scan_ms = duration_ms
         self._ble.gap_scan(duration_ms, _SCAN_INTERVAL_US, _SCAN_WINDOW_US, False)
 
     def stop_scan(self):
-        if self._scan_done_gen != self._scan_gen:
+        if self._scan_open():
             self._ble.gap_scan(None)
             self._close_scan(self._now_ms())
 
@@ -248,7 +261,7 @@ class Radio:
                 self._account_adv(self._now_ms())
                 self._ble.gap_advertise(None)
                 self._advertising = None
-        if self._scan_done_gen == self._scan_gen:
+        if not self._scan_open():
             return False
         if _diff_ms(self._now_ms(), self._scan_started) >= self._scan_ms + _SCAN_DONE_GRACE_MS:
             # SCAN_DONE never came (lost, or the stack was reset): stop listening for it.
@@ -281,20 +294,10 @@ class Radio:
         """Radio on-time so far: {"scan_ms", "adv_events", "adv_ms", "on_ms"}."""
         now = self._now_ms() if now_ms is None else now_ms
         self._account_adv(now)
+        open_window = self.scanning()  # first: it may close (and count) the window
         scan_ms = self._scan_on_ms
-        if self.scanning():
+        if open_window:
             scan_ms += min(_diff_ms(now, self._scan_started), self._scan_ms)
             # the open window is counted again when it closes: report it, do not store it
         adv_ms = self._adv_events * ADV_EVENT_US // 1000
         return {"scan_ms": scan_ms, "adv_events": self._adv_events, "adv_ms": adv_ms, "on_ms": scan_ms + adv_ms}
-
-    def take_on_time(self, now_ms=None):
-        """on_time() and restart the counters (for a per-period log line)."""
-        result = self.on_time(now_ms)
-        if self.scanning():
-            # keep the open window's part out of the next period
-            self._scan_on_ms = -min(_diff_ms(self._now_ms(), self._scan_started), self._scan_ms)
-        else:
-            self._scan_on_ms = 0
-        self._adv_events = 0
-        return result
