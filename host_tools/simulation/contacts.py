@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import radio
+from . import ceiling, radio
 from .community import (ENV_INDOOR, HOME, HOME_MOVE, HOME_WIDTH_M, ROOM_M, ROOM_STAY, ROOMS_PER_HOME,
                         SLOT_S, SLOTS_PER_DAY, Community, is_night)
 
@@ -59,6 +59,21 @@ class Truth:
     day: np.ndarray
     seconds: np.ndarray
     wall_pairs: set        # (a, b) pairs ever linked through a party wall
+    ceiling_parts: list | None = None  # ceiling.DayPart per day, when asked for
+
+
+@dataclass
+class CeilingInput:
+    """What the precision ceiling (ceiling.py) needs from every pair-slot."""
+
+    is_case: np.ndarray    # bool per wearer
+    tx_advertised: int     # dBm the tokens advertise (attenuation = this - RSSI)
+    samplings: dict        # name -> scan windows per slot per side (None: no fading)
+
+
+def is_close(distance_m, walls):
+    """A close-contact slot: within CLOSE_CONTACT_M in the same space (no wall between)."""
+    return (np.asarray(distance_m) < CLOSE_CONTACT_M) & (np.asarray(walls) == 0)
 
 
 def close_seconds(a, b, distance_m, walls, n: int, day: int):
@@ -66,7 +81,7 @@ def close_seconds(a, b, distance_m, walls, n: int, day: int):
     (a, b, day, seconds) for every pair with at least one slot within CLOSE_CONTACT_M in the
     same space (no wall between them). A close contact is seconds >= CLOSE_CONTACT_S."""
     a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-    close = (np.asarray(distance_m) < CLOSE_CONTACT_M) & (np.asarray(walls) == 0)
+    close = is_close(distance_m, walls)
     uniq, counts = np.unique(a[close] * n + b[close], return_counts=True)
     return (uniq // n, uniq % n, np.full(len(uniq), day, np.int32), counts * SLOT_S)
 
@@ -112,24 +127,25 @@ _SHARED: dict = {}
 
 
 def _day_worker(day: int):
-    return _day(_SHARED["c"], _SHARED["tx"], day)
+    return _day(_SHARED["c"], _SHARED["tx"], day, _SHARED["ceil"])
 
 
-def compute(c: Community, tx: np.ndarray, processes: int = 1) -> tuple[Links, Truth]:
-    """Links and ground truth for the whole run; days are independent, so they run in
-    `processes` forked workers."""
+def compute(c: Community, tx: np.ndarray, processes: int = 1,
+            ceil: CeilingInput | None = None) -> tuple[Links, Truth]:
+    """Links and ground truth for the whole run (and the precision ceiling's inputs, given
+    `ceil`); days are independent, so they run in `processes` forked workers."""
     days = list(range(c.config.days))
     if processes > 1 and len(days) > 1:
         import multiprocessing
 
-        _SHARED.update(c=c, tx=tx)
+        _SHARED.update(c=c, tx=tx, ceil=ceil)
         try:
             with multiprocessing.get_context("fork").Pool(processes) as pool:
                 out = pool.map(_day_worker, days, chunksize=1)
         finally:
             _SHARED.clear()
     else:
-        out = [_day(c, tx, day) for day in days]
+        out = [_day(c, tx, day, ceil) for day in days]
     parts = [o[0] for o in out]
     truth_parts = [o[1] for o in out]
     wall_pairs = set().union(*(o[2] for o in out))
@@ -140,7 +156,8 @@ def compute(c: Community, tx: np.ndarray, processes: int = 1) -> tuple[Links, Tr
         offset += len(p[0])
     links = Links(*(np.concatenate([p[i] for p in parts]) for i in range(7)), index)
     t = [np.concatenate([p[i] for p in truth_parts]) for i in range(4)]
-    return links, Truth(t[0], t[1], t[2], t[3], wall_pairs)
+    ceiling_parts = [o[3] for o in out] if ceil is not None else None
+    return links, Truth(t[0], t[1], t[2], t[3], wall_pairs, ceiling_parts)
 
 
 def _positions(c: Community, day: int, rng: np.random.Generator):
@@ -197,7 +214,7 @@ def _positions(c: Community, day: int, rng: np.random.Generator):
     return loc, x, y, group, home
 
 
-def _day(c: Community, tx: np.ndarray, day: int):
+def _day(c: Community, tx: np.ndarray, day: int, ceil: CeilingInput | None = None):
     rng = np.random.default_rng([c.config.seed, 0xDA, day])
     n = c.n
     loc, x, y, group, home = _positions(c, day, rng)
@@ -241,6 +258,12 @@ def _day(c: Community, tx: np.ndarray, day: int):
     rssi_ba = base + tx[a]
 
     truth = close_seconds(a, b, dist, walls_all, n, day)
+    part = None
+    if ceil is not None:
+        # both sides' mean attenuation: TX power advertised minus the mean of what each hears
+        att = ceil.tx_advertised - (base + (tx[a] + tx[b]) / 2.0)
+        part = ceiling.day_part(a, b, att, is_close(dist, walls_all), ceil.is_case, n, ceil.samplings,
+                                np.random.default_rng([c.config.seed, 0xCE1, day]))
     through = np.unique(a[party > 0].astype(np.int64) * n + b[party > 0])
     walls = set(zip((through // n).tolist(), (through % n).tolist()))
 
@@ -276,4 +299,4 @@ def _day(c: Community, tx: np.ndarray, day: int):
     links = (o[order], (s + s0).astype(np.int32)[order], np.concatenate(adv).astype(np.int32)[order],
              np.concatenate(rss).astype(np.float32)[order], np.concatenate(dss).astype(np.float32)[order],
              in_range[order], np.concatenate(sets)[order])
-    return links, truth, walls
+    return links, truth, walls, part

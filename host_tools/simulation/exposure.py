@@ -150,7 +150,7 @@ def run(c, serials: list[str], sightings, cases: np.ndarray, teks: dict, tx_adve
 # Candidate risk settings for the calibration table: the service's defaults (60/62/68 dB,
 # 1/0.5/0.25/0), its earlier ones (55/63/73, 1/1/0.5/0) and neighbours of both (GAEN lets health
 # authorities set all of these).
-CANDIDATE_THRESHOLDS_DB = ((60, 62, 68), (55, 63, 73), (55, 60, 65), (60, 62, 66))
+CANDIDATE_THRESHOLDS_DB = ((60, 62, 68), (55, 63, 73), (55, 60, 65), (60, 62, 66), (58, 61, 64))
 CANDIDATE_WEIGHTS = ((1.0, 0.5, 0.25, 0.0), (1.0, 0.5, 0.0, 0.0), (1.0, 1.0, 0.5, 0.0), (1.0, 1.0, 0.0, 0.0))
 
 

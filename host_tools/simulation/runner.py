@@ -24,7 +24,7 @@ from matching_service.matching import RiskConfig
 from tokenfw import records, scheduler
 from tokenfw.radio import ADV_EVENT_US
 
-from . import clinic, clocks, contacts, exposure, radio, tokens
+from . import ceiling, clinic, clocks, contacts, exposure, radio, tokens
 from .community import SLOT_S, CommunityConfig, build
 
 BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
@@ -121,13 +121,21 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
     board = all_boards[config.board]
     tx_advertised = int(board["radio"]["tx_power_dbm"])
     tx = contacts.tx_radiated(c, tx_advertised, config.seed)
-    say("placing %d wearers in %d homes and %d venues, slot by slot" % (n, int(c.household.max()) + 1, v))
-    links, truth = contacts.compute(c, tx, processes)
-    timings["community_and_links_s"] = time.perf_counter() - t0
-
     rng = np.random.default_rng([config.seed, 0xCA5E])
     n_cases = min(n - 1, max(2, int(round(config.positive_share * n))))
     cases = np.sort(rng.choice(n, size=n_cases, replace=False))
+    is_case = np.zeros(n, dtype=bool)
+    is_case[cases] = True
+    samplings = {ceiling.INFINITE: None}
+    samplings.update({p: ceiling.windows_per_slot(scheduler.profile(p)) for p in profiles})
+    say("placing %d wearers in %d homes and %d venues, slot by slot" % (n, int(c.household.max()) + 1, v))
+    links, truth = contacts.compute(c, tx, processes, contacts.CeilingInput(is_case, tx_advertised, samplings))
+    timings["community_and_links_s"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    say("finding the best precision any scoring of these radio measurements could reach")
+    ceilings = ceiling.ceiling(truth.ceiling_parts, is_case, n, contacts.CLOSE_CONTACT_S // SLOT_S, GOAL_RECALL)
+    truth.ceiling_parts = None
+    timings["precision_ceiling_s"] = time.perf_counter() - t
     start_s, end_s = c.start_s, c.start_s + config.days * 86400
     enin0 = start_s // tokens.INTERVAL_S
     intervals = config.days * 144
@@ -161,6 +169,8 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
         results[profile] = _run_profile(config, c, profile, links, ident, intervals,
                                         enin0, truth, cases, teks, all_boards, tx_advertised,
                                         processes, say, inspect, token_clocks)
+        results[profile]["precision_ceiling_at_goal_recall"] = {
+            "infinite_sampling": ceilings[ceiling.INFINITE], "this_profile": ceilings[profile]}
     return {
         "config": asdict(config),
         "wearers": n,

@@ -28,7 +28,11 @@ def test_quick_benchmark_writes_every_key_for_every_profile(tmp_path):
         assert set(p["battery_days"]) == {"esp32-devkitc", "esp32-c3", "esp32-s3"}
         assert all(days > 0 for days in p["battery_days"].values())
         assert p["flash_bytes_per_day"] > 0 and 0 < p["retention_days"] <= 21
+        top = p["precision_ceiling_at_goal_recall"]
+        assert 0 < top["this_profile"] <= 1 and 0 < top["infinite_sampling"] <= 1
     assert results["profiles"]["continuous"]["recall"] >= 0.8
     for plot in PLOTS:
         assert (tmp_path / "community_quick" / plot).stat().st_size > 1000
-    assert "| continuous |" in (tmp_path / "community_quick.md").read_text()
+    summary = (tmp_path / "community_quick.md").read_text()
+    assert "| continuous |" in summary
+    assert "with infinite sampling" in summary
