@@ -115,8 +115,10 @@ def write_summary(results: dict, out: Path, name: str, load) -> None:
               "of reach of the radio, not of the risk model:", ""]
     for profile, p in results["profiles"].items():
         top = p["precision_ceiling_at_goal_recall"]
-        lines.append("- %s: %s with this profile's scan windows, %s with infinite sampling (no fading left)" % (
-            profile, top["this_profile"], top["infinite_sampling"]))
+        lines.append("- %s: %s with this profile's scan windows, %s with infinite sampling (no fading left), "
+                     "%s with infinite sampling and no body in the path" % (
+                         profile, top["this_profile"], top["infinite_sampling"],
+                         top["infinite_sampling_no_body_shadowing"]))
     lines += ["", "Time per phase (s): shared %s; per profile %s." % (
         results["shared_timings_s"], {k: v["timings_s"] for k, v in results["profiles"].items()}), ""]
     (out / (name + ".md")).write_text("\n".join(lines))

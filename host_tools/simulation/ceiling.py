@@ -15,8 +15,9 @@ per-window fading, once per scan window. So the classifier that knows all this d
 
 It assumes every scan window hears the pair and that the service sees each 5-minute slot on
 its own (token records merge a 10-minute interval): real scoring can only do worse. It is
-computed for infinite sampling (no fading left: the limit of the physics) and for each power
-profile's scan windows per slot.
+computed for each power profile's scan windows per slot, for infinite sampling (no fading
+left: the limit of the physics), and for infinite sampling without body shadowing (what the
+body in the path costs).
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from .community import SLOT_S
 BIN_DB = 0.5
 BINS = 400                 # 0 .. 200 dB of attenuation
 INFINITE = "infinite sampling"
+NO_BODY = "infinite sampling, no body shadowing"
 
 
 @dataclass
@@ -50,13 +52,24 @@ def windows_per_slot(prof: dict) -> float:
     return SLOT_S / every
 
 
-def day_part(a, b, att_mean, close, is_case, n: int, samplings: dict, rng: np.random.Generator) -> DayPart:
-    """`att_mean`: the attenuation both sides measure on average in each pair-slot (a < b);
-    `samplings`: name -> scan windows per slot per side (None: no fading left)."""
+def samplings_for(profiles: dict) -> dict:
+    """name -> (scan windows per slot per side or None for no fading, body shadowing kept):
+    the profiles' own sampling, infinite sampling, and infinite sampling without the body."""
+    out = {INFINITE: (None, True), NO_BODY: (None, False)}
+    out.update({name: (windows_per_slot(prof), True) for name, prof in profiles.items()})
+    return out
+
+
+def day_part(a, b, att_mean, body_db, close, is_case, n: int, samplings: dict,
+             rng: np.random.Generator) -> DayPart:
+    """`att_mean`: the attenuation both sides measure on average in each pair-slot (a < b),
+    `body_db` the body shadowing in it; `samplings`: see samplings_for."""
     hist, bins = {}, {}
     focus = is_case[a] | is_case[b]
-    for name, k in samplings.items():
+    for name, (k, body) in samplings.items():
         att = np.asarray(att_mean, np.float64)
+        if not body:
+            att = att - body_db
         if k is not None:
             # each side hears floor(k) or ceil(k) windows; both sides' mean averages them all
             per_side = np.floor(k) + (rng.random((2, len(att))) < k - np.floor(k))

@@ -68,7 +68,7 @@ class CeilingInput:
 
     is_case: np.ndarray    # bool per wearer
     tx_advertised: int     # dBm the tokens advertise (attenuation = this - RSSI)
-    samplings: dict        # name -> scan windows per slot per side (None: no fading)
+    samplings: dict        # ceiling.samplings_for
 
 
 def is_close(distance_m, walls):
@@ -262,7 +262,7 @@ def _day(c: Community, tx: np.ndarray, day: int, ceil: CeilingInput | None = Non
     if ceil is not None:
         # both sides' mean attenuation: TX power advertised minus the mean of what each hears
         att = ceil.tx_advertised - (base + (tx[a] + tx[b]) / 2.0)
-        part = ceiling.day_part(a, b, att, is_close(dist, walls_all), ceil.is_case, n, ceil.samplings,
+        part = ceiling.day_part(a, b, att, body, is_close(dist, walls_all), ceil.is_case, n, ceil.samplings,
                                 np.random.default_rng([c.config.seed, 0xCE1, day]))
     through = np.unique(a[party > 0].astype(np.int64) * n + b[party > 0])
     walls = set(zip((through // n).tolist(), (through % n).tolist()))

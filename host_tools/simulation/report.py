@@ -190,8 +190,10 @@ def summary(results: dict) -> str:
             lines += ["The ceiling: no scoring of these radio measurements could do better than precision "
                       "%s at recall 90 %% with this profile's scan windows, or %s if every slot were sampled "
                       "without end (the Bayes classifier on each 5-minute slot's attenuation, calibrated "
-                      "on this run: docs/simulation.md). What is left between it and the goal is the "
-                      "radio's, not the risk model's." % (_pct(top["this_profile"]), _pct(top["infinite_sampling"])), ""]
+                      "on this run: docs/simulation.md); %s without a body in the path. What is left "
+                      "between it and the goal is the radio's, not the risk model's." % (
+                          _pct(top["this_profile"]), _pct(top["infinite_sampling"]),
+                          _pct(top["infinite_sampling_no_body_shadowing"])), ""]
         lines += ["### Risk settings (%s)" % name, "",
                   "The service's defaults against other attenuation buckets and weights (escrowed, "
                   "both sides of each contact), at the default %g weighted minutes and at the best "

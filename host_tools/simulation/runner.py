@@ -126,8 +126,7 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
     cases = np.sort(rng.choice(n, size=n_cases, replace=False))
     is_case = np.zeros(n, dtype=bool)
     is_case[cases] = True
-    samplings = {ceiling.INFINITE: None}
-    samplings.update({p: ceiling.windows_per_slot(scheduler.profile(p)) for p in profiles})
+    samplings = ceiling.samplings_for({p: scheduler.profile(p) for p in profiles})
     say("placing %d wearers in %d homes and %d venues, slot by slot" % (n, int(c.household.max()) + 1, v))
     links, truth = contacts.compute(c, tx, processes, contacts.CeilingInput(is_case, tx_advertised, samplings))
     timings["community_and_links_s"] = time.perf_counter() - t0
@@ -170,7 +169,8 @@ def simulate(config: SimulationConfig, profiles: list[str] | None = None, progre
                                         enin0, truth, cases, teks, all_boards, tx_advertised,
                                         processes, say, inspect, token_clocks)
         results[profile]["precision_ceiling_at_goal_recall"] = {
-            "infinite_sampling": ceilings[ceiling.INFINITE], "this_profile": ceilings[profile]}
+            "this_profile": ceilings[profile], "infinite_sampling": ceilings[ceiling.INFINITE],
+            "infinite_sampling_no_body_shadowing": ceilings[ceiling.NO_BODY]}
     return {
         "config": asdict(config),
         "wearers": n,

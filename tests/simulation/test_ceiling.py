@@ -40,15 +40,25 @@ def _parts(attenuation_of_close, attenuation_of_far, k, n=41):
         b = np.repeat(np.arange(1, n), 3)
         close = b % 2 == 1
         att = np.where(close, attenuation_of_close, attenuation_of_far).astype(float)
-        parts.append(ceiling.day_part(np.zeros_like(b), b, att, close, is_case, n,
-                                      {ceiling.INFINITE: None, "sampled": k}, rng))
+        body = np.where(close, 0.0, 8.0)  # the far ones have a body in the path
+        parts.append(ceiling.day_part(np.zeros_like(b), b, att, body, close, is_case, n,
+                                      {ceiling.INFINITE: (None, True), "sampled": (k, True),
+                                       ceiling.NO_BODY: (None, False)}, rng))
     return parts, is_case, n
 
 
 def test_attenuation_that_tells_close_from_far_gives_a_ceiling_of_one():
     parts, is_case, n = _parts(52.0, 70.0, 1.2)
     got = ceiling.ceiling(parts, is_case, n, 3, 0.9)
-    assert got == {ceiling.INFINITE: 1.0, "sampled": 1.0}  # 18 dB apart: fading cannot mix them
+    # 18 dB apart: fading cannot mix them (10 dB apart once the body is taken out)
+    assert got == {ceiling.INFINITE: 1.0, "sampled": 1.0, ceiling.NO_BODY: 1.0}
+
+
+def test_taking_the_body_out_separates_what_only_the_body_made_alike():
+    parts, is_case, n = _parts(60.0, 60.0, 1.2)  # far but read as near: 8 dB of body less
+    got = ceiling.ceiling(parts, is_case, n, 3, 0.9)
+    assert got[ceiling.INFINITE] < 0.6
+    assert got[ceiling.NO_BODY] == 1.0
 
 
 def test_attenuation_that_says_nothing_gives_the_share_of_exposed_wearers():
