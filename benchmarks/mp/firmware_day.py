@@ -20,9 +20,16 @@ bdev = blockdev.FileBlockDevice(image)
 blockdev.mount(bdev, "/flash")
 
 
+_crowd = [None, None]  # (block, devices): the crowd is built once per 15-minute block
+
+
 def crowd(t):
     block = int(t) // 900
-    return [(block * crowd_size + i, -50 - (i % 40)) for i in range(crowd_size)]
+    if _crowd[0] != block:
+        _crowd[1] = None  # free the last crowd before building the next
+        _crowd[1] = [(block * crowd_size + i, -50 - (i % 40)) for i in range(crowd_size)]
+        _crowd[0] = block
+    return _crowd[1]
 
 
 board = hal_simulated.Board(START_S, crowd)
