@@ -137,6 +137,7 @@ class Radio:
         return counted
 
     def _scan_open(self):
+        """Is the current window still open? Closes (counts) it first if SCAN_DONE came."""
         if self._scan_done_irq == self._scan_gen:
             self._close_scan(self._now_ms())
         return self._scan_done_gen != self._scan_gen

@@ -127,7 +127,7 @@ def ceiling(parts: list[DayPart], is_case: np.ndarray, n: int, close_slots: int,
         p_close = close_n / np.maximum(all_n, 1)
         score: dict = defaultdict(float)
         exposed: set = set()
-        for day, part in enumerate(parts):
+        for part in parts:
             keys, group = np.unique(part.pair_day, return_inverse=True)
             p_day = at_least(p_close[part.bins[name]], group, len(keys), close_slots)
             truth = np.bincount(group, weights=part.close, minlength=len(keys)) >= close_slots
